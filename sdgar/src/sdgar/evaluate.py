@@ -1,0 +1,166 @@
+"""Full-ranking evaluation (spec §3.3): every item is ranked, the user's training items are masked.
+
+One pass over users in chunks computes, at every cutoff k, per user and then averaged over users with test items:
+
+- ``P@k``      hits in the top k / k (official definition);
+- ``Recall@k`` hits in the top k / |T_u|;
+- ``NDCG@k``   binary-gain DCG with discount 1/log2(rank+1), divided by the DCG of min(|T_u|, k) hits (official
+  ``dcg_at_k([1]*|T_u|, k)``);
+- ``MAP@k``    Σ_{r≤k} hit_r · P@r / min(|T_u|, k);
+- ``MRR@k``    1 / rank of the first hit within the top k, else 0 (official MRR is ``MRR@50``);
+- ``Hit@k``    1 when the top k holds a test item.
+
+Works for anything with ``scores(users) -> [n, n_items]`` (every :class:`~sdgar.models.base.Recommender`), or
+for raw factors through :class:`FactorScorer`. Runs on the scorer's device (CPU or CUDA).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+DEFAULT_CUTOFFS: tuple[int, ...] = (3, 5, 10, 20, 50)
+METRICS: tuple[str, ...] = ("P", "Recall", "NDCG", "MAP", "MRR", "Hit")
+
+Scorer = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class FactorScorer:
+    """``score(u, j) = user[u] · item[j] + bias[j]`` from plain factor matrices."""
+
+    user: torch.Tensor
+    item: torch.Tensor
+    bias: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def __call__(self, users: torch.Tensor) -> torch.Tensor:
+        out = self.user[users] @ self.item.T
+        return out + self.bias if self.bias is not None else out
+
+
+def ranking_metrics(hits: torch.Tensor, n_test: torch.Tensor,
+                    cutoffs: Sequence[int] = DEFAULT_CUTOFFS) -> dict[str, torch.Tensor]:
+    """Per-user metrics from a hit matrix.
+
+    ``hits[u, r]`` is 1 when the item at rank r+1 of user u is a test item (ranks beyond the list are 0);
+    ``n_test[u]`` = |T_u| ≥ 1. Returns ``{"NDCG@10": tensor[n_users], ...}`` in float64.
+    """
+    hits = hits.to(torch.float64)
+    n_users, depth = hits.shape
+    kmax = max(cutoffs)
+    if depth < kmax:  # fewer items than the largest cutoff: the missing ranks are misses
+        hits = torch.cat([hits, hits.new_zeros(n_users, kmax - depth)], dim=1)
+    n_test = n_test.to(hits.device, torch.float64)
+    ranks = torch.arange(1, kmax + 1, device=hits.device, dtype=torch.float64)
+    discount = 1.0 / torch.log2(ranks + 1.0)
+    cum_hits = hits.cumsum(1)
+    dcg = (hits * discount).cumsum(1)
+    ideal = discount.cumsum(0)  # ideal[m-1] = DCG of m hits at the top
+    prec_at_r = cum_hits / ranks
+    ap_sum = (hits * prec_at_r).cumsum(1)
+    first = torch.where(hits.any(1), hits.argmax(1).to(torch.float64) + 1.0, torch.full_like(n_test, torch.inf))
+    out: dict[str, torch.Tensor] = {}
+    for k in cutoffs:
+        h = cum_hits[:, k - 1]
+        m = torch.clamp(n_test, max=k).long()
+        out[f"P@{k}"] = h / k
+        out[f"Recall@{k}"] = h / n_test
+        out[f"NDCG@{k}"] = dcg[:, k - 1] / ideal[m - 1]
+        out[f"MAP@{k}"] = ap_sum[:, k - 1] / m.to(torch.float64)
+        out[f"MRR@{k}"] = torch.where(first <= k, 1.0 / first, torch.zeros_like(first))
+        out[f"Hit@{k}"] = (h > 0).to(torch.float64)
+    return out
+
+
+def _rows(csr: sp.csr_matrix, users: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(local row, column) of the nonzeros of ``csr[users]`` as device tensors."""
+    sub = csr[users]
+    counts = np.diff(sub.indptr)
+    rows = np.repeat(np.arange(len(users)), counts)
+    return torch.from_numpy(rows).to(device), torch.from_numpy(sub.indices.astype(np.int64)).to(device)
+
+
+@torch.no_grad()
+def top_k(scorer: Scorer, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None,
+          device: torch.device | str = "cpu", chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k item indices and scores for ``users`` over all items, with ``exclude``'s items masked to −∞."""
+    device = torch.device(device)
+    all_items, all_scores = [], []
+    for start in range(0, len(users), chunk):
+        batch = np.asarray(users[start:start + chunk], dtype=np.int64)
+        scores = scorer(torch.from_numpy(batch).to(device)).float()
+        if exclude is not None:
+            r, c = _rows(exclude, batch, device)
+            scores[r, c] = -torch.inf
+        val, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+        all_items.append(idx.cpu().numpy())
+        all_scores.append(val.cpu().numpy())
+    if not all_items:
+        return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+    return np.concatenate(all_items), np.concatenate(all_scores)
+
+
+@torch.no_grad()
+def evaluate(scorer: Scorer, train: sp.csr_matrix, test: sp.csr_matrix, cutoffs: Sequence[int] = DEFAULT_CUTOFFS,
+             device: torch.device | str = "cpu", chunk: int = 2048, users: np.ndarray | None = None,
+             per_user: bool = False) -> dict[str, float] | dict[str, np.ndarray]:
+    """Full-ranking metrics over every user with at least one test item (or over ``users``).
+
+    ``scorer(users)`` returns ``[len(users), n_items]`` scores on ``device``. The user × item matrix is never
+    materialised: users are processed ``chunk`` at a time (memory ≈ chunk × n_items × 5 bytes).
+    With ``per_user`` the per-user arrays are returned instead of the means.
+    """
+    device = torch.device(device)
+    cutoffs = sorted({int(k) for k in cutoffs})
+    if not cutoffs or cutoffs[0] < 1:
+        raise ValueError(f"cutoffs must be positive integers, got {cutoffs}")
+    n_test_all = np.diff(test.indptr)
+    if users is None:
+        users = np.flatnonzero(n_test_all > 0)
+    users = np.asarray(users, dtype=np.int64)
+    n_items = test.shape[1]
+    kmax = min(max(cutoffs), n_items)
+    sums: dict[str, torch.Tensor] = {}
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(users), chunk):
+        batch = users[start:start + chunk]
+        scores = scorer(torch.from_numpy(batch).to(device)).float()
+        r, c = _rows(train, batch, device)
+        scores[r, c] = -torch.inf
+        top = torch.topk(scores, kmax, dim=1).indices
+        del scores
+        is_test = torch.zeros(len(batch), n_items, dtype=torch.bool, device=device)
+        r, c = _rows(test, batch, device)
+        is_test[r, c] = True
+        hits = is_test.gather(1, top)
+        del is_test
+        n_test = torch.from_numpy(n_test_all[batch]).to(device)
+        for name, value in ranking_metrics(hits, n_test, cutoffs).items():
+            if per_user:
+                parts.setdefault(name, []).append(value.cpu().numpy())
+            else:
+                sums[name] = sums.get(name, 0.0) + value.sum()
+    if per_user:
+        return {name: np.concatenate(v) for name, v in parts.items()}
+    n = max(len(users), 1)
+    return {name: float(v) / n for name, v in sums.items()}
+
+
+def metric_names(cutoffs: Sequence[int] = DEFAULT_CUTOFFS) -> list[str]:
+    return [f"{m}@{k}" for m in METRICS for k in sorted(cutoffs)]
+
+
+def format_table(results: dict[str, float], cutoffs: Sequence[int] = DEFAULT_CUTOFFS, title: str = "") -> str:
+    """Metrics as a small text table: one row per metric, one column per cutoff."""
+    cutoffs = sorted(cutoffs)
+    lines = [title] if title else []
+    lines.append(f"{'':8s}" + "".join(f"{'@' + str(k):>9s}" for k in cutoffs))
+    for m in METRICS:
+        if f"{m}@{cutoffs[0]}" in results:
+            lines.append(f"{m:8s}" + "".join(f"{results[f'{m}@{k}']:9.5f}" for k in cutoffs))
+    return "\n".join(lines)
