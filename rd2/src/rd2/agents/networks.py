@@ -1,0 +1,145 @@
+"""Network pieces shared by every agent (spec §6.4): Nature-CNN torso, MLP torso for the toy game,
+factorized-Gaussian NoisyLinear (Fortunato et al. 2018) and the value head (scalar or C51, dueling or not).
+
+Every head returns ``(B, A, atoms)``: atoms = 1 for scalar Q, logits for a distributional head.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class NoisyLinear(nn.Module):
+    """Linear layer with factorized Gaussian noise: w = μ_w + σ_w ⊙ (f(ε_out) f(ε_in)ᵀ), f(x) = sgn(x)√|x|.
+
+    The noise is used in train mode only; ``eval()`` acts with the mean weights. ``reset_noise()`` draws new
+    noise from torch's global RNG (captured by checkpoints, so resume stays exact).
+    """
+
+    def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.sigma0 = in_features, out_features, sigma0
+        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features))
+        self.weight_sigma = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias_mu = nn.Parameter(torch.empty(out_features))
+        self.bias_sigma = nn.Parameter(torch.empty(out_features))
+        self.register_buffer("weight_eps", torch.zeros(out_features, in_features))
+        self.register_buffer("bias_eps", torch.zeros(out_features))
+        self.reset_parameters()
+        self.reset_noise()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.in_features)
+        nn.init.uniform_(self.weight_mu, -bound, bound)
+        nn.init.uniform_(self.bias_mu, -bound, bound)
+        nn.init.constant_(self.weight_sigma, self.sigma0 / math.sqrt(self.in_features))
+        nn.init.constant_(self.bias_sigma, self.sigma0 / math.sqrt(self.in_features))
+
+    @staticmethod
+    def _scaled(n: int, device: torch.device) -> torch.Tensor:
+        x = torch.randn(n, device=device)
+        return x.sign() * x.abs().sqrt()
+
+    @torch.no_grad()
+    def reset_noise(self) -> None:
+        eps_in = self._scaled(self.in_features, self.weight_mu.device)
+        eps_out = self._scaled(self.out_features, self.weight_mu.device)
+        self.weight_eps.copy_(torch.outer(eps_out, eps_in))
+        self.bias_eps.copy_(eps_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return F.linear(x, self.weight_mu + self.weight_sigma * self.weight_eps,
+                            self.bias_mu + self.bias_sigma * self.bias_eps)
+        return F.linear(x, self.weight_mu, self.bias_mu)
+
+
+def linear(in_features: int, out_features: int, noisy: bool, sigma0: float = 0.5) -> nn.Module:
+    return NoisyLinear(in_features, out_features, sigma0) if noisy else nn.Linear(in_features, out_features)
+
+
+def reset_noise(module: nn.Module) -> None:
+    """Redraw the noise of every NoisyLinear inside ``module`` (no-op for plain networks)."""
+    for m in module.modules():
+        if isinstance(m, NoisyLinear):
+            m.reset_noise()
+
+
+class NatureCNN(nn.Module):
+    """Mnih et al. 2015 torso: conv 32×8×8/4, 64×4×4/2, 64×3×3/1 → 64×7×7 = 3136 features (spec §6.4).
+
+    The output stays flat so that RD² masks over the 3136 features can be drawn as 64 maps of 7×7.
+    """
+
+    def __init__(self, in_channels: int = 4) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.out_dim = 64 * 7 * 7
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float() / 255.0)
+
+
+class MLPTorso(nn.Module):
+    """Two ReLU layers for vector observations (the toy game's coordinates)."""
+
+    def __init__(self, in_dim: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.out_dim = hidden
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float())
+
+
+def make_torso(obs_shape: tuple[int, ...], hidden: int = 64) -> nn.Module:
+    """Nature CNN for (C, 84, 84) frames, MLP for flat vectors."""
+    if len(obs_shape) == 3:
+        return NatureCNN(obs_shape[0])
+    if len(obs_shape) == 1:
+        return MLPTorso(obs_shape[0], hidden)
+    raise ValueError(f"unsupported observation shape {obs_shape}: expected (C, 84, 84) frames or a flat vector")
+
+
+class ValueHead(nn.Module):
+    """features → (B, A, atoms). Dueling (Wang et al. 2016): Q = V + A − mean_a A, applied to the atom logits
+    for C51 (as in Rainbow). ``hidden`` is the 512-unit layer of the Nature network."""
+
+    def __init__(self, in_dim: int, n_actions: int, hidden: int = 512, atoms: int = 1, dueling: bool = False,
+                 noisy: bool = False, sigma0: float = 0.5) -> None:
+        super().__init__()
+        self.n_actions, self.atoms, self.dueling = n_actions, atoms, dueling
+        self.adv = nn.Sequential(linear(in_dim, hidden, noisy, sigma0), nn.ReLU(),
+                                 linear(hidden, n_actions * atoms, noisy, sigma0))
+        if dueling:
+            self.value = nn.Sequential(linear(in_dim, hidden, noisy, sigma0), nn.ReLU(),
+                                       linear(hidden, atoms, noisy, sigma0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        adv = self.adv(x).view(-1, self.n_actions, self.atoms)
+        if not self.dueling:
+            return adv
+        value = self.value(x).view(-1, 1, self.atoms)
+        return value + adv - adv.mean(dim=1, keepdim=True)
+
+
+class QNetwork(nn.Module):
+    """Torso + one value head: the DQN / Rainbow network. ``forward`` returns (B, A, atoms)."""
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden: int = 512, atoms: int = 1,
+                 dueling: bool = False, noisy: bool = False, sigma0: float = 0.5, torso_hidden: int = 64) -> None:
+        super().__init__()
+        self.torso = make_torso(obs_shape, torso_hidden)
+        self.head = ValueHead(self.torso.out_dim, n_actions, hidden, atoms, dueling, noisy, sigma0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.torso(obs))
