@@ -7,7 +7,7 @@ full-ranking evaluator needs. Non-factor models (none so far) may override :meth
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -15,12 +15,15 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from sdgar.sampling import PositiveSet
+
 
 @dataclass
 class TrainData:
     """Positive (implicit) interactions of the training split as CSR over users × items (0/1)."""
 
     matrix: sp.csr_matrix
+    _cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_users(self) -> int:
@@ -43,6 +46,22 @@ class TrainData:
         """(indptr, indices) as int64 tensors, for membership tests and sampling on any device."""
         return (torch.from_numpy(self.matrix.indptr.astype(np.int64)).to(device),
                 torch.from_numpy(self.matrix.indices.astype(np.int64)).to(device))
+
+    def torch_pairs(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`pairs` as int64 tensors on ``device`` (cached)."""
+        key = ("pairs", str(device))
+        if key not in self._cache:
+            u, i = self.pairs()
+            self._cache[key] = (torch.from_numpy(u).to(device), torch.from_numpy(i).to(device))
+        return self._cache[key]
+
+    def positive_set(self, device: torch.device | str = "cpu") -> PositiveSet:
+        """Membership test for training pairs on ``device`` (cached), used to reject sampled negatives."""
+        key = ("positives", str(device))
+        if key not in self._cache:
+            u, i = self.torch_pairs(device)
+            self._cache[key] = PositiveSet(u, i, self.n_items)
+        return self._cache[key]
 
 
 class Recommender(nn.Module):

@@ -1,0 +1,158 @@
+"""SD-GAR (Jin et al., NeurIPS 2020): MF discriminator trained against a sampling-decomposable generator.
+
+Schedule (spec §2): the official loop runs epoch 0 = generator update only, then for epochs 1..75 a D epoch,
+with a generator update after every ``gen_every``-th D epoch (evaluation happens between them but only reads
+D, so its position does not matter). Here epoch e of the trainer is official epoch e: the first call of
+:meth:`SDGAR.train_epoch` also does the epoch-0 generator update.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+
+from sdgar.models.base import Recommender, TrainData
+from sdgar.models.generator import DecomposableGenerator
+from sdgar.models.mf import MF, make_optimizer
+from sdgar.sampling import sample_rejecting, uniform_items
+
+
+@dataclass
+class SDGARConfig:
+    """Every default is the official constant (spec §2 table; CiteULike/Gowalla differ only in ``dis_lambda``)."""
+
+    dis_emb_dim: int = 32  # d, spec §1.2
+    dis_lambda: float = 0.01  # λ_D (Gowalla 0.01, CiteULike 0.05), divided by batch_size as in the code (§1.5)
+    dis_sample_num: int = 5  # |S| negatives per positive drawn from Q (§1.5)
+    batch_size: int = 512  # D minibatch; the last partial batch is kept (§2)
+    learning_rate: float = 0.001  # Adam on D only, TF1 defaults (§1.5)
+    optimizer: Literal["adam", "lazy_adam"] = "adam"  # dense Adam = TF1 AdamOptimizer (porting gotchas)
+    gen_emb_dim: int = 64  # K mixture components (§1.4)
+    gen_sample_num_item: int = 64  # |S_c| items per user in G steps 1–2 (§1.6)
+    gen_sample_num_user: int = 64  # |S_i| users per item per component in G step 3 (§1.6)
+    temperature: float = 0.5  # T of P*_T and of the SNIS weights (§1.3, §1.5)
+    lambda_x: float = 0.1  # λ_x, fraction of mean row max of v (§1.6; 'temperature_u' in the old config)
+    lambda_y: float = 1.0  # λ_y, fraction of mean column max of s (§1.6; 'temperature_i')
+    gen_every: int = 5  # G update after every 5th D epoch, and once before the first (§2)
+    snis_grad: Literal["through", "stop"] = "through"  # the code lets gradients flow through w (§1.5)
+    use_importance: bool = True  # ablation: False = uniform weights 1/|S| over the sampled negatives
+    use_generator: bool = True  # ablation: False = uniform Q, no generator updates
+    skip_last_gen_update: bool = False  # the official run's update after the last epoch is never used (§2)
+
+
+class SDGAR(Recommender):
+    name: ClassVar[str] = "sdgar"
+
+    def __init__(self, n_users: int, n_items: int, config: SDGARConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or SDGARConfig()
+        self.n_users, self.n_items = n_users, n_items
+        self.d = MF(n_users, n_items, config.dis_emb_dim, sparse=config.optimizer == "lazy_adam")
+        self.g = DecomposableGenerator(n_users, n_items, config.gen_emb_dim)
+        self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
+        self.register_buffer("gen_updates", torch.zeros((), dtype=torch.long))
+        self.optimizer = make_optimizer(self.d.parameters(), config.optimizer, config.learning_rate)
+        self.total_epochs: int | None = None  # set by the trainer; used only by skip_last_gen_update
+
+    # -- scoring uses D only (spec §1.2)
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.d.factors()
+
+    def extra_state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_extra_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.g.rebuild_tables()
+
+    # -- training
+    def generator_update(self, gen: torch.Generator) -> dict[str, float]:
+        cfg = self.config
+        start = time.perf_counter()
+        user, item, bias = self.d.factors()
+        stats = self.g.update(user, item, bias, gen, cfg.temperature, cfg.lambda_x, cfg.lambda_y,
+                              cfg.gen_sample_num_item, cfg.gen_sample_num_user)
+        self.gen_updates += 1
+        return {**stats, "g_seconds": time.perf_counter() - start}
+
+    def draw_negatives(self, users: torch.Tensor, data: TrainData, gen: torch.Generator
+                       ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """|S| negatives per positive from Q with training positives rejected, their log Q, rejection rate."""
+        s = self.config.dis_sample_num
+        rep = users.repeat_interleave(s)
+        positives = data.positive_set(users.device)
+        if self.config.use_generator:
+            negs, rejected = sample_rejecting(lambda u: self.g.sample(u, gen), rep, positives)
+            log_q = self.g.log_q(rep, negs)
+        else:
+            negs, rejected = sample_rejecting(uniform_items(self.n_items, gen), rep, positives)
+            log_q = torch.full(negs.shape, -math.log(self.n_items), device=negs.device)
+        return negs.view(-1, s), log_q.view(-1, s), rejected / max(rep.numel(), 1)
+
+    def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor, log_q: torch.Tensor
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """SNIS-weighted discriminator loss of spec §1.5 on one minibatch."""
+        cfg = self.config
+        p_u = self.d.users(users)
+        q_i, b_i = self.d.items(pos)
+        q_j, b_j = self.d.items(negs)  # [B, S, d], [B, S]
+        f_pos = self.d.logits(p_u, q_i, b_i)
+        f_neg = self.d.logits(p_u, q_j, b_j)
+        pos_loss = F.softplus(-f_pos)  # −log σ(f)
+        g = F.softplus(f_neg)  # ℓ(u, j) = −log(1 − D(j|u))
+        if cfg.use_importance:
+            logits = g / cfg.temperature - log_q  # SNIS estimate of P*_T restricted to the sample
+            w = torch.softmax(logits.detach() if cfg.snis_grad == "stop" else logits, dim=1)
+        else:
+            w = torch.full_like(g, 1.0 / g.shape[1])
+        neg_loss = (w * g).sum(1)
+        data_loss = 0.5 * (pos_loss.mean() + neg_loss.mean())  # mean over concat[pos rows, neg rows]
+        s = negs.shape[1]  # L2 as tf.nn.l2_loss on the gathered rows, negatives divided by |S|
+        reg = 0.5 * (p_u.square().sum() + q_i.square().sum() + b_i.square().sum()
+                     + (q_j.square().sum() + b_j.square().sum()) / s)
+        reg_loss = cfg.dis_lambda / cfg.batch_size * reg
+        ess = 1.0 / w.detach().square().sum(1)
+        return data_loss + reg_loss, {"pos_loss": pos_loss.mean().detach(), "neg_loss": neg_loss.mean().detach(),
+                                      "reg_loss": reg_loss.detach(), "ess": ess.mean()}
+
+    def discriminator_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+        cfg = self.config
+        device = self.d.user.device
+        users, pos = data.torch_pairs(device)
+        negs, log_q, reject_rate = self.draw_negatives(users, data, gen)
+        order = torch.randperm(users.numel(), generator=gen, device=device)
+        sums = {"loss": 0.0, "pos_loss": 0.0, "neg_loss": 0.0, "reg_loss": 0.0, "ess": 0.0}
+        n_batches = 0
+        for s in range(0, users.numel(), cfg.batch_size):
+            idx = order[s:s + cfg.batch_size]
+            loss, parts = self.batch_loss(users[idx], pos[idx], negs[idx], log_q[idx])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            sums["loss"] += loss.detach()
+            for k, v in parts.items():
+                sums[k] += v
+            n_batches += 1
+        out = {k: float(v) / max(n_batches, 1) for k, v in sums.items()}
+        out["reject_rate"] = reject_rate
+        return out
+
+    def train_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+        cfg = self.config
+        stats: dict[str, float] = {}
+        if cfg.use_generator and int(self.gen_updates) == 0:
+            stats.update(self.generator_update(gen))  # official epoch 0
+        start = time.perf_counter()
+        stats.update(self.discriminator_epoch(data, gen))
+        stats["d_seconds"] = time.perf_counter() - start
+        self.epochs_done += 1
+        epoch = int(self.epochs_done)
+        last = self.total_epochs is not None and epoch >= self.total_epochs
+        if cfg.use_generator and epoch % cfg.gen_every == 0 and not (last and cfg.skip_last_gen_update):
+            stats.update(self.generator_update(gen))
+        return stats
