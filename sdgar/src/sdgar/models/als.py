@@ -27,12 +27,12 @@ from sdgar.models.base import Recommender, TrainData
 
 @dataclass
 class ALSConfig:
-    """Defaults follow issue 10's reference run of ``implicit`` (128 factors, α = 40, reg 0.01, 15 iterations)."""
+    """Defaults follow issue 10's reference run of ``implicit`` (128 factors, α = 40, reg 0.01). The number of
+    ALS iterations is the trainer's ``epochs`` (15 in that run)."""
 
     factors: int = 128
     alpha: float = 40.0
     reg: float = 0.01
-    iterations: int = 15                 # epochs for the trainer; one epoch = one user + one item sweep
     confidence: Literal["one_plus_alpha", "alpha"] = "one_plus_alpha"  # 1 + α·r (HKV) or α·r (implicit)
     solver: Literal["cg", "cholesky"] = "cg"
     cg_steps: int = 3                    # implicit's default; CG is warm-started from the previous factors
@@ -154,10 +154,10 @@ class WMF(Recommender):
 
     name: ClassVar[str] = "als"
 
-    def __init__(self, n_users: int, n_items: int, cfg: ALSConfig | None = None,
+    def __init__(self, n_users: int, n_items: int, config: ALSConfig | None = None,
                  gen: torch.Generator | None = None) -> None:
         super().__init__()
-        self.cfg = cfg = cfg or ALSConfig()
+        self.cfg = cfg = config or ALSConfig()
         # buffers, not parameters: ALS has no gradient step, and buffers still go into state_dict / .to(device)
         self.register_buffer("user_factors", torch.rand(n_users, cfg.factors, generator=gen) * cfg.init_scale)
         self.register_buffer("item_factors", torch.rand(n_items, cfg.factors, generator=gen) * cfg.init_scale)

@@ -20,6 +20,7 @@ from sdgar.models.base import Recommender
 MODELS: dict[str, tuple[str, str, str]] = {
     "sdgar": ("sdgar.models.sdgar", "SDGAR", "SDGARConfig"),
     "bpr": ("sdgar.models.bpr", "BPR", "BPRConfig"),
+    "als": ("sdgar.models.als", "WMF", "ALSConfig"),
 }
 
 
