@@ -1,0 +1,18 @@
+"""Agents: DQN, Rainbow, RD² (sub-Q on a learned decomposition), DRDRL and HRA. ``ALGOS`` maps the CLI names to
+(agent class, config class)."""
+
+from rd2.agents.base import Agent, AgentConfig, TensorBatch
+from rd2.agents.dqn import DQN, DQNConfig
+from rd2.agents.drdrl import DRDRL, DRDRLConfig
+from rd2.agents.hra import HRA, HRAConfig
+from rd2.agents.rainbow import Rainbow, RainbowConfig
+
+ALGOS: dict[str, tuple[type[Agent], type[AgentConfig]]] = {
+    "dqn": (DQN, DQNConfig),
+    "rainbow": (Rainbow, RainbowConfig),
+    "drdrl": (DRDRL, DRDRLConfig),
+    "hra": (HRA, HRAConfig),
+}
+
+__all__ = ["ALGOS", "DQN", "DRDRL", "HRA", "Agent", "AgentConfig", "DQNConfig", "DRDRLConfig", "HRAConfig",
+           "Rainbow", "RainbowConfig", "TensorBatch"]

@@ -1,0 +1,166 @@
+"""What every agent shares: the hyperparameter dataclass (standard Atari values, spec §6.4 / §7.1), the tensor
+batch, ε-greedy acting, one optimizer step with gradient clipping, target sync and state dicts.
+
+An agent file (dqn.py, rainbow.py, ...) only says how to build its network, how to read action values out of it
+and what its loss is, CleanRL style.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rd2.agents.networks import reset_noise
+
+
+@dataclass
+class AgentConfig:
+    """Shared hyperparameters. Defaults: Rainbow on Atari (Hessel et al. 2018; Dopamine / Kaixhin, spec §6.4)."""
+
+    lr: float = 6.25e-5  # Adam, spec §6.4
+    adam_eps: float = 1.5e-4
+    gamma: float = 0.99
+    n_step: int = 3
+    batch_size: int = 32
+    buffer_size: int = 1_000_000  # transitions; single-frame storage ≈ 7 GB per 1M (spec §7.4)
+    learning_starts: int = 20_000  # agent steps before the first update
+    train_freq: int = 4  # agent steps per update
+    target_update: int = 8_000  # agent steps between target syncs
+    eps_start: float = 0.0  # ε-greedy schedule (noisy nets explore on their own)
+    eps_end: float = 0.0
+    eps_decay_steps: int = 250_000
+    eps_eval: float = 0.001  # Dopamine
+    prioritized: bool = True
+    alpha: float = 0.5  # PER exponent
+    beta0: float = 0.4  # IS exponent, annealed linearly to 1 over the run
+    noisy: bool = True
+    sigma0: float = 0.5
+    dueling: bool = True
+    double: bool = True  # a' from the online net, value from the target net
+    atoms: int = 51  # 1 = scalar Q
+    v_min: float = -10.0
+    v_max: float = 10.0
+    hidden: int = 512  # the Nature network's fully connected layer
+    torso_hidden: int = 64  # MLP torso width (vector observations only)
+    grad_clip: float = 10.0  # max grad norm (Kaixhin); 0 = off
+    loss: str = "huber"  # scalar heads: huber | mse
+
+
+@dataclass
+class TensorBatch:
+    """A replay batch on the device. ``returns`` / ``discount`` are n-step (see rd2.replay.ReplayBuffer.get)."""
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    returns: torch.Tensor  # (B,) n-step clipped return
+    next_obs: torch.Tensor  # s_{t+n_used}
+    discount: torch.Tensor  # γ^n_used · (1 − terminated)
+    weights: torch.Tensor  # importance weights (ones without PER)
+    reward: torch.Tensor  # (B,) one-step clipped reward r_t
+    reward_raw: torch.Tensor  # (B,) one-step raw reward r_t
+    n_used: torch.Tensor  # (B,) steps summed
+    sub_returns: torch.Tensor | None = None  # (B, K) n-step returns of given sub-rewards (HRA)
+    seq_obs: torch.Tensor | None = None  # (B, n, ...) s_{t+1..t+n} (RD²: learned sub-rewards along the window)
+    seq_action: torch.Tensor | None = None  # (B, n) a_{t..t+n-1}
+    seq_alive: torch.Tensor | None = None  # (B, n) bool, step j is inside the window
+    extra: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+
+def td_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Elementwise TD loss: Huber (δ=1) or squared error."""
+    if kind == "huber":
+        return F.smooth_l1_loss(pred, target, reduction="none")
+    if kind == "mse":
+        return (pred - target) ** 2
+    raise ValueError(f"unknown loss {kind!r}: use huber or mse")
+
+
+class Agent:
+    """Base class. Subclasses set ``name``, build ``self.online`` and implement ``action_values`` and ``loss``."""
+
+    name: ClassVar[str] = "agent"
+    needs_sub_rewards: ClassVar[bool] = False  # HRA: the replay must store given sub-rewards
+    needs_sequence: ClassVar[bool] = False  # RD²: the batch must carry s_{t+1..t+n}
+    has_learned_rewards: ClassVar[bool] = False  # RD²: learned_sub_rewards gives r̂_k per transition
+
+    def __init__(self, cfg: AgentConfig, obs_shape: tuple[int, ...], n_actions: int, device: torch.device,
+                 num_components: int = 1) -> None:
+        self.cfg, self.obs_shape, self.n_actions, self.device = cfg, tuple(obs_shape), n_actions, device
+        self.num_components = num_components
+        self.online = self.build().to(device)
+        self.target = self.build().to(device)
+        self.target.load_state_dict(self.online.state_dict())
+        self.target.train()  # noisy target nets keep their noise (Rainbow)
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+
+    # --- to implement ------------------------------------------------------------------------------------------
+    def build(self) -> nn.Module:
+        raise NotImplementedError
+
+    def action_values(self, net: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+        """(B, A) values the agent acts greedily on."""
+        raise NotImplementedError
+
+    def loss(self, batch: TensorBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """(weighted mean loss, per-sample priority (B,), metrics)."""
+        raise NotImplementedError
+
+    def components(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-channel outputs for evaluation / saliency: e.g. {"q": (B, K, A)}; empty for undecomposed agents."""
+        return {}
+
+    def learned_sub_rewards(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray | None:
+        """(N, K) learned sub-rewards r̂_k of transitions, for agents that learn a decomposition; else None."""
+        return None
+
+    # --- shared ------------------------------------------------------------------------------------------------
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.online.parameters())
+
+    def as_tensor(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(obs, device=self.device)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+        values = self.action_values(self.online, self.as_tensor(obs))
+        greedy = values.argmax(dim=1).cpu().numpy()
+        explore = rng.random(len(greedy)) < epsilon
+        random_actions = rng.integers(0, self.n_actions, size=len(greedy))
+        return np.where(explore, random_actions, greedy)
+
+    def update(self, batch: TensorBatch) -> tuple[np.ndarray, dict[str, float]]:
+        """One gradient step; returns the new priorities and the metrics."""
+        self.online.train()
+        loss, priorities, metrics = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            metrics["grad_norm"] = float(nn.utils.clip_grad_norm_(self.parameters(), self.cfg.grad_clip))
+        self.optimizer.step()
+        reset_noise(self.online)
+        reset_noise(self.target)
+        metrics["loss"] = float(loss)
+        return priorities.detach().cpu().numpy(), metrics
+
+    def sync_target(self) -> None:
+        self.target.load_state_dict(self.online.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"online": self.online.state_dict(), "target": self.target.state_dict(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.online.load_state_dict(state["online"])
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def scalar_q(net_out: torch.Tensor) -> torch.Tensor:
+    """(B, A, 1) → (B, A)."""
+    return net_out.squeeze(-1)
