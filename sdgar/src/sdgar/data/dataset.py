@@ -84,13 +84,13 @@ def kcore(df: pd.DataFrame, k: int) -> pd.DataFrame:
 def from_split(name: str, train: pd.DataFrame, test: pd.DataFrame, threshold: float | None = None) -> Dataset:
     """A dataset whose files are already split, with 0-based integer ids kept as they are (N = max id + 1 over
     train ∪ test, spec 'Porting gotchas'), so results are comparable with the official code."""
+    n_users = int(max(train["user"].max(), test["user"].max())) + 1  # over every line of both files
+    n_items = int(max(train["item"].max(), test["item"].max())) + 1
     train, test = binarize(train, threshold), binarize(test, threshold)
     for part, df in (("train", train), ("test", test)):
         if len(df) == 0:
             raise UserError(f"dataset {name}: the {part} file has no positive interactions"
                             + (f" (threshold {threshold})" if threshold is not None else ""))
-    n_users = int(max(train["user"].max(), test["user"].max())) + 1
-    n_items = int(max(train["item"].max(), test["item"].max())) + 1
     shape = (n_users, n_items)
     tr = csr(train["user"].to_numpy(np.int64), train["item"].to_numpy(np.int64), shape)
     te = csr(test["user"].to_numpy(np.int64), test["item"].to_numpy(np.int64), shape)

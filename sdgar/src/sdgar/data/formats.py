@@ -87,11 +87,14 @@ def _read_table(path: Path, sep: str, names: list[str], kinds: list[str], expect
             return False
         return all(_token_ok(t, k) for t, k in zip(tokens, kinds, strict=True))
 
-    dtype = {n: {"int": "int64", "float": "float64", "str": "string"}[k] for n, k in zip(names, kinds, strict=True)}
+    dtype = {i: {"int": "int64", "float": "float64", "str": "string"}[k] for i, k in enumerate(kinds)}
     try:
-        df = pd.read_csv(path, sep=sep, header=0 if header else None, names=names, dtype=dtype,
+        df = pd.read_csv(path, sep=sep, header=None, skiprows=1 if header else 0, dtype=dtype,
                          skip_blank_lines=True, engine="c" if len(sep) == 1 else "python",
                          compression="infer", on_bad_lines="error", keep_default_na=False)
+        if df.shape[1] != len(names):
+            raise ValueError("wrong number of fields")
+        df.columns = names
         strings = df.select_dtypes("string")
         if df.isna().to_numpy().any() or (strings == "").to_numpy().any():
             raise ValueError("missing fields")

@@ -45,6 +45,16 @@ class SDGARConfig:
     skip_last_gen_update: bool = False  # the official run's update after the last epoch is never used (§2)
 
 
+def snis_weights(g: torch.Tensor, log_q: torch.Tensor, temperature: float, use_importance: bool = True,
+                 stop_grad: bool = False) -> torch.Tensor:
+    """w_j = softmax_j(g(u,j)/T − log Q(j|u)) over each row's sample: the self-normalised importance weights of
+    P*_T(j|u) ∝ exp(g/T) under the proposal Q (spec §1.5). Uniform 1/|S| with ``use_importance=False``."""
+    if not use_importance:
+        return torch.full_like(g, 1.0 / g.shape[-1])
+    logits = g / temperature - log_q
+    return torch.softmax(logits.detach() if stop_grad else logits, dim=-1)
+
+
 class SDGAR(Recommender):
     name: ClassVar[str] = "sdgar"
 
@@ -105,11 +115,7 @@ class SDGAR(Recommender):
         f_neg = self.d.logits(p_u, q_j, b_j)
         pos_loss = F.softplus(-f_pos)  # −log σ(f)
         g = F.softplus(f_neg)  # ℓ(u, j) = −log(1 − D(j|u))
-        if cfg.use_importance:
-            logits = g / cfg.temperature - log_q  # SNIS estimate of P*_T restricted to the sample
-            w = torch.softmax(logits.detach() if cfg.snis_grad == "stop" else logits, dim=1)
-        else:
-            w = torch.full_like(g, 1.0 / g.shape[1])
+        w = snis_weights(g, log_q, cfg.temperature, cfg.use_importance, cfg.snis_grad == "stop")
         neg_loss = (w * g).sum(1)
         data_loss = 0.5 * (pos_loss.mean() + neg_loss.mean())  # mean over concat[pos rows, neg rows]
         s = negs.shape[1]  # L2 as tf.nn.l2_loss on the gathered rows, negatives divided by |S|
