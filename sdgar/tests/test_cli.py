@@ -64,7 +64,8 @@ def test_evaluate_and_recommend(trained: Path, tmp_path: Path) -> None:
     assert rows[0].keys() == {"user", "rank", "item", "score"} and len(rows) == 3 * 300
 
 
-def test_error_paths(trained: Path, tmp_path: Path) -> None:
+def test_error_paths(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     cases = [
         (["train", "--data", "nowhere-dataset"], "neither a known dataset"),
         (["train", "--data", "gowalla", "--data-root", str(tmp_path / "empty")], "Put train.txt and test.txt"),
@@ -92,6 +93,7 @@ def test_error_paths(trained: Path, tmp_path: Path) -> None:
         assert result.exit_code != 0, args
         assert expected in result.output, (args, result.output)
         assert "Traceback" not in result.output
+        assert not (tmp_path / "runs").exists(), args  # nothing half-done is written
 
 
 def test_data_info_and_list() -> None:

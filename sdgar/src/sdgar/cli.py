@@ -95,6 +95,8 @@ def train(data: str, data_root: str | None, fmt: str, synthetic_size: str | None
           threads: int | None, seed: int | None, sets: tuple[str, ...], run_dir: str | None,
           resume: str | None) -> None:
     """Train SD-GAR or a baseline; prints a metrics table at every evaluation."""
+    from neurips20_common import select_device
+
     from sdgar.config import RunConfig, make_config, parse_set
     from sdgar.data import load_dataset
     from sdgar.train import train as run_training
@@ -117,6 +119,9 @@ def train(data: str, data_root: str | None, fmt: str, synthetic_size: str | None
                              {**train_over, **extra["train"]}, extra["model"])
         if isinstance(config.train.cutoffs, int):
             config.train.cutoffs = (config.train.cutoffs,)
+    select_device(config.train.device)  # fail on a bad device or --data before any folder is made
+    dataset = load_dataset(config.data)
+    if resume is None:
         name = f"{model}-{Path(data).name if os.sep in data else data}"
         if run_dir is None:
             run = RunDir.create("runs", name)
@@ -126,8 +131,7 @@ def train(data: str, data_root: str | None, fmt: str, synthetic_size: str | None
                 raise UserError(f"{path} already holds a run; continue it with --resume {path}, or pick another "
                                 "--run-dir")
             run = RunDir.create(path.parent, path.name, exist_ok=True)
-    dataset = load_dataset(config.data)
-    if resume is not None:
+    else:
         run.write_config(config.to_dict())
     run_training(config, dataset, run, resume=resume is not None, echo=click.echo)
 
