@@ -246,3 +246,24 @@ def test_download_checksum_and_resume(server, tmp_path: Path) -> None:
     assert not (tmp_path / "other.txt").exists()
     with pytest.raises(UserError, match="HTTP 404"):
         download(f"{url}/missing.txt", tmp_path / "m.txt")
+
+
+def test_cli_download_into_registry_folder(server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from sdgar.cli import main
+    from sdgar.data import registry
+
+    root, url = server
+    (root / "train.txt").write_text("0 1 2 3\n1 2 3\n")
+    (root / "test.txt").write_text("0 4\n1 1\n")
+    files = tuple(registry.Remote(f"{url}/{n}", n, hashlib.sha256((root / n).read_bytes()).hexdigest())
+                  for n in ("train.txt", "test.txt"))
+    entry = registry.Entry("test set", "train.txt and test.txt", url, files)
+    monkeypatch.setitem(registry.KNOWN, "loopback", entry)
+    result = CliRunner().invoke(main, ["data", "download", "loopback", "--data-root", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert "sha256 ok" in result.output
+    info = CliRunner().invoke(main, ["data", "info", "loopback", "--data-root", str(tmp_path / "data")])
+    assert info.exit_code == 0, info.output
+    assert "interactions: 7" in info.output
