@@ -74,7 +74,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The toy game: coordinates in, tiny MLPs, returns of a few units.
     "toy": {"buffer_size": 50_000, "learning_starts": 1_000, "target_update": 500, "eps_decay_steps": 10_000,
             "lr": 5e-4, "adam_eps": 1e-8, "hidden": 64, "torso_hidden": 64, "batch_size": 64, "sigma0": 0.1,
-            "v_min": -5.0, "v_max": 5.0, "grad_clip": 10.0},
+            "v_min": -5.0, "v_max": 5.0, "grad_clip": 10.0, "dec_lr": 1e-3, "dec_batch_size": 64,
+            "decomposition.mask_type": "const", "decomposition.hidden": 128},
 }
 
 
@@ -84,13 +85,37 @@ def agent_config(algo: str, preset: str, overrides: dict[str, Any] | None = None
     if preset not in PRESETS:
         raise UserError(f"unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
     cls = ALGOS[algo][1]
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in PRESETS[preset].items() if k in names}
-    for k, v in (overrides or {}).items():
-        if k not in names:
-            raise UserError(f"{algo} has no hyperparameter {k!r}; known: {', '.join(sorted(names))}")
-        values[k] = v
-    return cls(**values)
+    cfg = cls()
+    for key, value in PRESETS[preset].items():
+        if _has(cfg, key):
+            cfg = _replace(cfg, key, value)
+    for key, value in (overrides or {}).items():
+        if not _has(cfg, key):
+            names = sorted(f.name for f in dataclasses.fields(cls))
+            raise UserError(f"{algo} has no hyperparameter {key!r}; known: {', '.join(names)}")
+        cfg = _replace(cfg, key, value)
+    return cfg
+
+
+def _has(cfg: Any, key: str) -> bool:
+    head, _, rest = key.partition(".")
+    if not any(f.name == head for f in dataclasses.fields(cfg)):
+        return False
+    return _has(getattr(cfg, head), rest) if rest else True
+
+
+def _replace(cfg: Any, key: str, value: Any) -> Any:
+    """dataclasses.replace with dotted keys ("decomposition.K") and the field's type applied to strings."""
+    head, _, rest = key.partition(".")
+    current = getattr(cfg, head)
+    if rest:
+        return dataclasses.replace(cfg, **{head: _replace(current, rest, value)})
+    if isinstance(value, str) and not isinstance(current, str):
+        try:
+            value = (value.lower() in ("1", "true", "yes")) if isinstance(current, bool) else type(current)(value)
+        except ValueError:
+            raise UserError(f"hyperparameter {key}={value!r}: expected a {type(current).__name__}") from None
+    return dataclasses.replace(cfg, **{head: value})
 
 
 # --- environments -----------------------------------------------------------------------------------------------
@@ -112,13 +137,38 @@ def frame_skip(cfg: TrainConfig) -> int:
     return 1 if is_toy(cfg.env) else 4
 
 
-def true_channels(cfg: TrainConfig) -> tuple[str, ...]:
-    """Names of the env's true reward channels (info['sub_rewards']); none on Atari."""
+@dataclass
+class Channels:
+    """The env's true reward channels, for per-component returns (and HRA's given decomposition): the toy game's
+    info['sub_rewards'], or on Atari the raw-reward sources of rd2.purity.REWARD_SOURCES (spec §6.2)."""
+
+    names: tuple[str, ...] = ()
+    table: dict[float, int] | None = None  # raw reward value -> channel (Atari); None: read info['sub_rewards']
+
+    def split(self, reward: float, info: dict[str, Any]) -> np.ndarray:
+        if self.table is None:
+            return np.asarray(info["sub_rewards"], np.float32)
+        out = np.zeros(len(self.names), np.float32)
+        k = self.table.get(float(reward))
+        if k is not None:  # a step whose raw reward mixes two sources (e.g. 80 + 20) is not attributed
+            out[k] = reward
+        return out
+
+
+def true_channels(cfg: TrainConfig) -> Channels:
     if is_toy(cfg.env):
         from rd2.envs.toy import CHANNELS
 
-        return tuple(CHANNELS)
-    return ()
+        return Channels(tuple(CHANNELS))
+    from rd2.envs import resolve_env_id
+    from rd2.purity import REWARD_SOURCES
+
+    table = REWARD_SOURCES.get(resolve_env_id(cfg.env).game)
+    if not table:
+        return Channels()
+    names = tuple(dict.fromkeys(table.values()))
+    slug = tuple(n.replace(" ", "_") for n in names)
+    return Channels(slug, {float(v): names.index(n) for v, n in table.items()})
 
 
 def episode_seed(seed: int, env_index: int, episode: int) -> int:
@@ -128,10 +178,10 @@ def episode_seed(seed: int, env_index: int, episode: int) -> int:
 def build_agent(cfg: TrainConfig, acfg: AgentConfig, obs_shape: tuple[int, ...], n_actions: int,
                 device: torch.device) -> Agent:
     cls = ALGOS[cfg.algo][0]
-    k = len(true_channels(cfg)) if cls.needs_sub_rewards else cfg.num_components
+    k = len(true_channels(cfg).names) if cls.needs_sub_rewards else cfg.num_components
     if cls.needs_sub_rewards and k == 0:
-        raise UserError(f"--algo {cfg.algo} needs a given reward decomposition, which only the toy game has "
-                        "(info['sub_rewards']); use --env toy")
+        raise UserError(f"--algo {cfg.algo} needs a given reward decomposition: the toy game's true sub-rewards "
+                        "or a game with known raw-reward sources (Pong, Gopher, UpNDown, MsPacman)")
     return cls(acfg, obs_shape, n_actions, device, num_components=k)
 
 
@@ -161,7 +211,7 @@ def run_episodes(agent: Agent, cfg: TrainConfig, episodes: int, epsilon: float, 
                 row["return_raw"] += float(r)
                 row["return_clipped"] += float(np.sign(r))
                 row["length"] += 1
-                for name, v in zip(channels, info.get("sub_rewards", ()), strict=False):
+                for name, v in zip(channels.names, channels.split(r, info), strict=True):
                     row[f"ret_{name}"] = row.get(f"ret_{name}", 0.0) + float(v)
                 hat = agent.learned_sub_rewards(obs[None], action, next_obs[None])
                 if hat is not None:
@@ -193,8 +243,8 @@ class Trainer:
         self.agent = build_agent(cfg, acfg, self.obs_shape, self.n_actions, self.device)
         self.channels = true_channels(cfg)
         self.replay = AgentReplay(acfg.buffer_size, self.obs_shape, cfg.num_envs, acfg.n_step, acfg.gamma,
-                                  acfg.prioritized, acfg.alpha, len(self.channels) if self.agent.needs_sub_rewards
-                                  else 0, self.agent.needs_sequence)
+                                  acfg.prioritized, acfg.alpha, len(self.channels.names)
+                                  if self.agent.needs_sub_rewards else 0, self.agent.needs_sequence)
         self.skip = frame_skip(cfg)
         self.total_steps = cfg.frames // self.skip
         self.step = 0  # agent steps (transitions, over all envs)
@@ -301,8 +351,11 @@ class Trainer:
             rewards = np.array([r[1] for r in results], np.float32)
             term = np.array([r[2] for r in results])
             trunc = np.array([r[3] for r in results])
-            subs = np.stack([r[4]["sub_rewards"] for r in results]) if self.channels else None
-            self.replay.add(np.arange(n), actions, rewards, term, trunc, next_obs, subs)
+            subs = (np.stack([self.channels.split(r[1], r[4]) for r in results]) if self.channels.names
+                    else None)
+            # HRA learns from the clipped sub-rewards, like every agent learns from the clipped reward
+            self.replay.add(np.arange(n), actions, rewards, term, trunc, next_obs,
+                            None if subs is None else np.sign(subs))
             hat = self.agent.learned_sub_rewards(obs, actions, next_obs) if learned else None
             self.step += n
             bar.update(n)
@@ -312,7 +365,7 @@ class Trainer:
                 st["return_clipped"] += float(np.sign(rewards[i]))
                 st["length"] += 1
                 if subs is not None:
-                    for name, v in zip(self.channels, subs[i], strict=True):
+                    for name, v in zip(self.channels.names, subs[i], strict=True):
                         st[f"ret_{name}"] += float(v)
                 if hat is not None:
                     for k, v in enumerate(hat[i]):
@@ -363,14 +416,86 @@ class Trainer:
 
     def _new_episode(self) -> dict[str, float]:
         st = {"return_raw": 0.0, "return_clipped": 0.0, "length": 0}
-        st.update({f"ret_{name}": 0.0 for name in self.channels})
+        st.update({f"ret_{name}": 0.0 for name in self.channels.names})
         return st
 
     def _learn(self) -> None:
         acfg = self.acfg
         beta = linear(acfg.beta0, 1.0, self.total_steps, self.step)
         batch = self.replay.sample(acfg.batch_size, self.rng, self.device, beta)
+        if self.agent.needs_reward_batch:
+            batch.extra["dec_obs"], batch.extra["dec_reward"] = self.replay.reward_batch(
+                acfg.dec_batch_size, self.rng, self.device, acfg.dec_balance, acfg.dec_nonzero_fraction)
         priorities, metrics = self.agent.update(batch)
         self.replay.update_priorities(batch.extra["index"].cpu().numpy(), priorities)
         self.updates += 1
         self.means.update(**metrics)
+
+
+# --- entry points used by the CLI ---------------------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    import ale_py
+
+    import rd2
+
+    return {"rd2": rd2.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "gymnasium": gym.__version__, "ale_py": ale_py.__version__}
+
+
+def train(cfg: TrainConfig, acfg: AgentConfig, run_dir: str | Path | None = None,
+          resume: str | Path | None = None) -> dict[str, Any]:
+    """Train from scratch into ``run_dir`` (default runs/<algo>-<env>-s<seed>), or continue the run in ``resume``
+    from its newest checkpoint (``cfg.frames`` may be raised to train longer)."""
+    if resume is not None:
+        run = RunDir.open(resume)
+        latest = CheckpointManager(run.checkpoints).latest()
+        if latest is None:
+            raise UserError(f"{run.checkpoints} holds no checkpoint to resume from; start a new run instead")
+    else:
+        if run_dir is None:
+            env = cfg.env.replace("/", "_")
+            run = RunDir.create("runs", f"{cfg.algo}-{env}-s{cfg.seed}")
+        else:
+            run = RunDir(run_dir)
+            if (run.path / "progress.csv").exists():
+                raise UserError(f"{run.path} already holds a run; pass --resume {run.path} to continue it "
+                                "or choose another --run-dir")
+            run.path.mkdir(parents=True, exist_ok=True)
+        latest = None
+    run.write_config({"train": cfg, "agent": acfg}, extra={"versions": _versions()})
+    trainer = Trainer(cfg, acfg, run)
+    summary = trainer.train(resume_from=latest)
+    summary["run_dir"] = str(run.path)
+    summary["exact_resume"] = trainer.exact if latest is not None else None
+    return summary
+
+
+def configs_from_run(run_dir: str | Path) -> tuple[TrainConfig, AgentConfig]:
+    """The configs a run was started with (its config.json)."""
+    from rd2.agents.base import config_from_dict
+
+    data = RunDir.open(run_dir).read_config()
+    try:
+        cfg = config_from_dict(TrainConfig, data["train"])
+        acfg = config_from_dict(ALGOS[cfg.algo][1], data["agent"])
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{Path(run_dir) / 'config.json'} is not an `rd2 train` config ({exc})") from None
+    return cfg, acfg
+
+
+def load_agent(ckpt: str | Path, device: str = "auto") -> tuple[Agent, TrainConfig, dict[str, Any]]:
+    """Rebuild the agent stored in a checkpoint written by `rd2 train`."""
+    from rd2.agents.base import config_from_dict
+
+    dev = select_device(device)
+    state = load_checkpoint(ckpt, map_location=dev)
+    if "train_config" not in state or "agent" not in state:
+        raise UserError(f"{ckpt} is not an `rd2 train` checkpoint (no agent inside); pass a file from "
+                        "<run>/checkpoints/")
+    cfg = config_from_dict(TrainConfig, state["train_config"])
+    acfg = config_from_dict(ALGOS[cfg.algo][1], state["agent_config"])
+    cls = ALGOS[cfg.algo][0]
+    agent = cls(acfg, tuple(state["obs_shape"]), int(state["n_actions"]), dev,
+                num_components=int(state["num_components"]))
+    agent.load_state_dict(state["agent"])
+    return agent, cfg, state

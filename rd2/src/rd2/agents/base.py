@@ -87,6 +87,7 @@ class Agent:
     name: ClassVar[str] = "agent"
     needs_sub_rewards: ClassVar[bool] = False  # HRA: the replay must store given sub-rewards
     needs_sequence: ClassVar[bool] = False  # RD²: the batch must carry s_{t+1..t+n}
+    needs_reward_batch: ClassVar[bool] = False  # RD²: an extra (reward-balanced) batch of (s_{t+1}, r_t)
     has_learned_rewards: ClassVar[bool] = False  # RD²: learned_sub_rewards gives r̂_k per transition
 
     def __init__(self, cfg: AgentConfig, obs_shape: tuple[int, ...], n_actions: int, device: torch.device,
@@ -97,7 +98,7 @@ class Agent:
         self.target = self.build().to(device)
         self.target.load_state_dict(self.online.state_dict())
         self.target.train()  # noisy target nets keep their noise (Rainbow)
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        self.optimizer = torch.optim.Adam(self.param_groups(), lr=cfg.lr, eps=cfg.adam_eps)
 
     # --- to implement ------------------------------------------------------------------------------------------
     def build(self) -> nn.Module:
@@ -118,6 +119,10 @@ class Agent:
     def learned_sub_rewards(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray | None:
         """(N, K) learned sub-rewards r̂_k of transitions, for agents that learn a decomposition; else None."""
         return None
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimizer parameter groups (one group at ``cfg.lr`` unless an agent needs more)."""
+        return [{"params": self.parameters()}]
 
     # --- shared ------------------------------------------------------------------------------------------------
     def parameters(self) -> list[nn.Parameter]:
@@ -145,7 +150,7 @@ class Agent:
         self.optimizer.step()
         reset_noise(self.online)
         reset_noise(self.target)
-        metrics["loss"] = float(loss)
+        metrics["loss"] = float(loss.detach())
         return priorities.detach().cpu().numpy(), metrics
 
     def sync_target(self) -> None:
@@ -159,6 +164,22 @@ class Agent:
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Rebuild a (nested) config dataclass from ``dataclasses.asdict`` output, e.g. from a checkpoint."""
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        v = values[f.name]
+        sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(sub) and isinstance(v, dict):
+            v = config_from_dict(type(sub), v)
+        elif isinstance(v, list):
+            v = tuple(v)
+        kwargs[f.name] = v
+    return cls(**kwargs)
 
 
 def scalar_q(net_out: torch.Tensor) -> torch.Tensor:

@@ -53,4 +53,5 @@ class DQN(Agent):
             y = batch.returns + batch.discount * next_q.gather(1, a_next).squeeze(1)
         per_sample = td_loss(q, y, self.cfg.loss)
         loss = (batch.weights * per_sample).mean()
-        return loss, (q - y).abs().detach(), {"td_loss": float(per_sample.mean()), "q": float(q.mean())}
+        metrics = {"td_loss": float(per_sample.detach().mean()), "q": float(q.detach().mean())}
+        return loss, (q - y).abs().detach(), metrics

@@ -94,4 +94,5 @@ class DRDRL(Agent):
         kl = (pi.unsqueeze(2) * (log_pi.unsqueeze(2) - log_pi.unsqueeze(1))).sum(-1)  # (B, K, K), zero diagonal
         kl_term = kl.sum((1, 2)).mean()
         loss = (batch.weights * per_sample).mean() - c.kl_weight * kl_term
-        return loss, per_sample.detach(), {"td_loss": float(per_sample.mean()), "kl_pi": float(kl_term)}
+        metrics = {"td_loss": float(per_sample.detach().mean()), "kl_pi": float(kl_term.detach())}
+        return loss, per_sample.detach(), metrics

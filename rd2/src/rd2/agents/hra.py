@@ -63,5 +63,5 @@ class HRA(Agent):
             y = batch.sub_returns + batch.discount[:, None] * next_qk.gather(2, a_next).squeeze(2)
         per_sample = td_loss(q, y, self.cfg.loss).sum(1)
         loss = (batch.weights * per_sample).mean()
-        return loss, (q - y).sum(1).abs().detach(), {"td_loss": float(per_sample.mean()),
-                                                     "q": float(q.sum(1).mean())}
+        return loss, (q - y).sum(1).abs().detach(), {"td_loss": float(per_sample.detach().mean()),
+                                                     "q": float(q.detach().sum(1).mean())}

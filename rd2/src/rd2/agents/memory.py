@@ -75,6 +75,16 @@ class AgentReplay:
             idx, weights = self.buffer.sample_indices(batch_size, rng), np.ones(batch_size)
         return self.batch(idx, device, weights)
 
+    def reward_batch(self, batch_size: int, rng: np.random.Generator, device: torch.device, balance: str = "clipped",
+                     nonzero_fraction: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s_{t+1}, clipped r_t) of transitions drawn for the decomposition, reward-balanced unless
+        ``balance='none'``: the reward-balanced sampling of rd2.replay (spec §10.5)."""
+        idx = self.buffer.sample_indices(batch_size, rng, None if balance == "none" else balance, nonzero_fraction)
+        nxt = self._unstacked(self.buffer.obs(self.buffer.next_index(idx)))
+        reward = self.buffer.reward_clipped.reshape(-1)[idx]
+        return (torch.as_tensor(np.ascontiguousarray(nxt), device=device),
+                torch.as_tensor(reward, device=device))
+
     def batch(self, idx: np.ndarray, device: torch.device, weights: np.ndarray | None = None) -> TensorBatch:
         b = self.buffer.get(idx, self.n_step, self.gamma)
 

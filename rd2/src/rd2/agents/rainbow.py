@@ -57,4 +57,4 @@ class Rainbow(Agent):
         per_sample = c51_loss(logits, batch.action, target)
         q = (F.softmax(logits.detach(), -1) * self.z).sum(-1).gather(1, batch.action[:, None])
         return (batch.weights * per_sample).mean(), per_sample.detach(), {"td_loss": float(per_sample.detach().mean()),
-                                                                           "q": float(q.mean())}
+                                                                           "q": float(q.detach().mean())}
