@@ -99,25 +99,28 @@ class DecomposableGenerator(nn.Module):
 
         # Step 3, per component k: users u ~ π_k ∝ x_{·k} (new x), |S_i| per item;
         # s_ik = (Σ_u x_uk) · mean_{u∈S_i^k} P̂*(i|u) ℓ(u,i) / Q(i|u), with Q from new x / old y and stale ẑ.
-        # The summand h(u,i) does not depend on k, so it is computed once per item chunk, densely for all users.
+        # The summand h(u,i) does not depend on k: per item chunk, f and Q come from two dense matmuls over all
+        # users (BLAS), and the transcendental functions run only on the K·c·|S_i| sampled entries.
         pi_tables = AliasTables.build(self.x.T)
         x_mass = self.x.sum(0)  # Σ_u x_uk
-        x32, y32 = self.x.float(), self.y.float()
+        x32, y32, log_z32 = self.x.float(), self.y.float(), log_z.float()
         log_mass = torch.log(x_mass)
         s_log = torch.empty(n_items, n_comp, dtype=torch.float64, device=device)
         comp = torch.arange(n_comp, device=device)
         for s in range(0, n_items, item_chunk):
             items = torch.arange(s, min(s + item_chunk, n_items), device=device)
             c = items.numel()
-            g = F.softplus(d_user @ d_item[items].T + d_bias[items])  # [N, c]
-            log_h = g / temperature + torch.log(g) - torch.log(x32 @ y32[items].T) - log_z.float()[:, None]
-            del g
+            # item-major [c, N] so that the draws of one item gather from one cached row
+            f = d_item[items] @ d_user.T + d_bias[items, None]
+            q = y32[items] @ x32.T  # Q(i|u) with the new x and the old y
             tables = comp.view(n_comp, 1, 1).expand(n_comp, c, n_user_samples)
-            u = pi_tables.sample(tables, gen, torch.int32 if log_h.numel() < 2**31 else torch.long)  # [K, c, S_i]
-            flat = u * c + torch.arange(c, device=device, dtype=u.dtype).view(1, c, 1)
-            picked = log_h.view(-1).index_select(0, flat.view(-1)).view(flat.shape)
-            s_log[s:s + c] = (torch.logsumexp(picked, 2).double() - math.log(n_user_samples)).T + log_mass
-            del log_h
+            u = pi_tables.sample(tables, gen, torch.int32 if f.numel() < 2**31 else torch.long)  # [K, c, S_i]
+            flat = (u + torch.arange(c, device=device, dtype=u.dtype).view(1, c, 1) * n_users).view(-1)
+            g = F.softplus(f.view(-1).index_select(0, flat))
+            log_h = (g / temperature + torch.log(g) - torch.log(q.view(-1).index_select(0, flat))
+                     - log_z32.index_select(0, u.view(-1)))
+            del f, q
+            s_log[s:s + c] = (torch.logsumexp(log_h.view(u.shape), 2).double() - math.log(n_user_samples)).T + log_mass
         s_val = s_log.exp()
         lam_y = lambda_y * s_val.amax(0).mean()
         self.y.copy_(torch.softmax(s_val / lam_y, dim=0))
