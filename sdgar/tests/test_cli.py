@@ -44,7 +44,7 @@ def test_train_writes_run_dir_and_refuses_to_overwrite(trained: Path) -> None:
     assert (trained / "checkpoints" / "best.pt").is_file()
     again = run("train", "--data", "synthetic", "--epochs", "1", "--run-dir", str(trained), *FAST)
     assert again.exit_code != 0 and "--resume" in again.output
-    more = run("train", "--data", "synthetic", "--resume", str(trained), "--epochs", "3")
+    more = run("train", "--resume", str(trained), "--epochs", "3")
     assert more.exit_code == 0, more.output
     assert "epoch 3/3" in more.output
 
@@ -68,6 +68,7 @@ def test_error_paths(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(tmp_path)
     cases = [
         (["train", "--data", "nowhere-dataset"], "neither a known dataset"),
+        (["train"], "--data is required"),
         (["train", "--data", "gowalla", "--data-root", str(tmp_path / "empty")], "Put train.txt and test.txt"),
         (["train", "--data", "synthetic", "--set", "model.nope=1"], "unknown SDGARConfig keys"),
         (["train", "--data", "synthetic", "--set", "oops"], "SECTION.KEY=VALUE"),

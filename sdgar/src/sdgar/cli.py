@@ -74,7 +74,8 @@ def _data_overrides(data: str | None, data_root: str | None, fmt: str, synthetic
 
 
 @main.command()
-@click.option("--data", required=True, help="gowalla | citeulike | synthetic | ... (see 'sdgar data info') or a PATH.")
+@click.option("--data", default=None,
+              help="gowalla | citeulike | synthetic | ... (see 'sdgar data list') or a PATH. Required unless --resume.")
 @data_options
 @click.option("--model", default="sdgar", show_default=True, help="sdgar, bpr, or another registered model.")
 @click.option("--preset", default=None, help="citeulike | gowalla | demo (default: the dataset's own, if any).")
@@ -90,7 +91,7 @@ def _data_overrides(data: str | None, data_root: str | None, fmt: str, synthetic
 @click.option("--resume", "resume", type=click.Path(file_okay=False), default=None,
               help="Continue the run in this folder exactly where its last checkpoint left off.")
 @user_errors
-def train(data: str, data_root: str | None, fmt: str, synthetic_size: str | None, valid_frac: float | None,
+def train(data: str | None, data_root: str | None, fmt: str, synthetic_size: str | None, valid_frac: float | None,
           model: str, preset: str | None, epochs: int | None, eval_every: int | None, device: str | None,
           threads: int | None, seed: int | None, sets: tuple[str, ...], run_dir: str | None,
           resume: str | None) -> None:
@@ -111,6 +112,8 @@ def train(data: str, data_root: str | None, fmt: str, synthetic_size: str | None
         if data_root is not None:
             config.data.data_root = data_root
     else:
+        if data is None:
+            raise UserError("--data is required (a dataset name such as gowalla, 'synthetic', or a path)")
         extra = parse_set(sets)
         train_over = {k: v for k, v in {"epochs": epochs, "eval_every": eval_every, "device": device,
                                          "threads": threads, "seed": seed}.items() if v is not None}
