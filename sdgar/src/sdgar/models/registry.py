@@ -21,6 +21,12 @@ MODELS: dict[str, tuple[str, str, str]] = {
     "sdgar": ("sdgar.models.sdgar", "SDGAR", "SDGARConfig"),
     "bpr": ("sdgar.models.bpr", "BPR", "BPRConfig"),
     "als": ("sdgar.models.als", "WMF", "ALSConfig"),
+    "irgan": ("sdgar.models.irgan", "IRGAN", "IRGANConfig"),
+    "dns": ("sdgar.models.dns", "DNS", "DNSConfig"),
+    "warp": ("sdgar.models.warp", "WARP", "WARPConfig"),
+    "aobpr": ("sdgar.models.aobpr", "AOBPR", "AOBPRConfig"),
+    "cml": ("sdgar.models.cml", "CML", "CMLConfig"),
+    "sa": ("sdgar.models.sa", "SA", "SAConfig"),
 }
 
 

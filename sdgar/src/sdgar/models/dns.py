@@ -1,0 +1,72 @@
+"""DNS, dynamic negative sampling (Zhang et al., SIGIR 2013; ``irgan/cf_dns.py``), spec §3.4.
+
+For each training pair (u, i) draw X candidates uniformly from u's non-positives, keep the one the *current*
+model scores highest, and take a BPR step on (u, i, j). Same MF scorer, Adam, L2 form and trainer as BPR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from sdgar.models.base import TrainData
+from sdgar.models.bpr import BPR, BPRConfig
+from sdgar.models.mf import MF
+from sdgar.sampling import sample_rejecting, uniform_items
+
+
+@dataclass
+class DNSConfig(BPRConfig):
+    candidates: int = 5  # X uniform candidates per positive (irgan cf_dns.py: DNS_K = 5)
+
+
+def dns_pick(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """The highest-scoring candidate of each row: ``candidates[b, argmax_x scores[b, x]]``."""
+    return candidates.gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
+
+
+def bpr_batch_loss(d: MF, reg: float, batch_size: int, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
+    """−log σ(f(u,i) − f(u,j)) (optionally weighted per row) + λ/B·½‖θ‖² over the batch rows, as :class:`BPR`."""
+    p_u = d.users(u)
+    (q_i, b_i), (q_j, b_j) = d.items(i), d.items(j)
+    loss = F.softplus(-(d.logits(p_u, q_i, b_i) - d.logits(p_u, q_j, b_j)))
+    if weight is not None:
+        loss = loss * weight
+    l2 = 0.5 * (p_u.square().sum() + q_i.square().sum() + q_j.square().sum() + b_i.square().sum()
+                + b_j.square().sum())
+    return loss.mean() + reg / batch_size * l2
+
+
+class DNS(BPR):
+    name: ClassVar[str] = "dns"
+
+    def __init__(self, n_users: int, n_items: int, config: DNSConfig | None = None) -> None:
+        super().__init__(n_users, n_items, config or DNSConfig())
+
+    def train_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+        cfg = self.config
+        device = self.d.user.device
+        users, pos = data.torch_pairs(device)
+        x = cfg.candidates
+        cands, rejected = sample_rejecting(uniform_items(self.n_items, gen), users.repeat_interleave(x),
+                                           data.positive_set(device))
+        cands = cands.view(-1, x)
+        order = torch.randperm(users.numel(), generator=gen, device=device)
+        total, n_batches = 0.0, 0
+        for s in range(0, users.numel(), cfg.batch_size):
+            idx = order[s:s + cfg.batch_size]
+            u, i, c = users[idx], pos[idx], cands[idx]
+            with torch.no_grad():  # scored by the current model, i.e. after every previous step (dynamic)
+                q_c, b_c = self.d.items(c)
+                j = dns_pick(self.d.logits(self.d.users(u), q_c, b_c), c)
+            loss = bpr_batch_loss(self.d, cfg.reg, cfg.batch_size, u, i, j)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach()
+            n_batches += 1
+        return {"loss": float(total) / max(n_batches, 1), "reject_rate": rejected / max(cands.numel(), 1)}
