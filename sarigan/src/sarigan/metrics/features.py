@@ -35,6 +35,7 @@ INCEPTION_VERSION = "0.1.3"
 INCEPTION_FILE = "default_1.pt"
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # spec §5.1
 INCEPTION_SIZE = 299
+LABEL_NET_STEPS = 1000  # Adam steps of batch 128: ~3 min on one free core at 16²
 
 
 class FeatureExtractor:
@@ -150,7 +151,7 @@ class LabelNet(nn.Module):
 
     feature_dim = 256
 
-    def __init__(self, resolution: int, heads: dict[str, tuple[str, int]], width: int = 32) -> None:
+    def __init__(self, resolution: int, heads: dict[str, tuple[str, int]], width: int = 16) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.LeakyReLU(0.2)]
         ch, res = width, resolution
@@ -219,7 +220,7 @@ def _to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1.0
 
 
-def train_label_net(images: torch.Tensor, labels: dict[str, np.ndarray], steps: int = 1500, batch: int = 128,
+def train_label_net(images: torch.Tensor, labels: dict[str, np.ndarray], steps: int = LABEL_NET_STEPS, batch: int = 128,
                     lr: float = 2e-3, seed: int = 0, device: torch.device | str = "cpu") -> LabelNet:
     """Fit a LabelNet to uint8 images [N, 3, R, R] and their factor labels (deterministic for a given seed)."""
     heads = factor_kinds(labels)
@@ -267,7 +268,8 @@ def _cache_dir(cache_dir: Path | None) -> Path:
     return Path(cache_dir) if cache_dir else Path(os.environ.get("SARIGAN_CACHE", Path.home() / ".cache" / "sarigan"))
 
 
-def load_or_train_label_net(images: torch.Tensor, labels: dict[str, np.ndarray], dataset: str, steps: int = 1500,
+def load_or_train_label_net(images: torch.Tensor, labels: dict[str, np.ndarray], dataset: str,
+                            steps: int = LABEL_NET_STEPS,
                             seed: int = 0, cache_dir: Path | None = None,
                             device: torch.device | str = "cpu") -> LabelNet:
     """The LabelNet for ``dataset`` at this resolution, trained once and cached (weights only, safe to load)."""
@@ -306,7 +308,8 @@ class ProxyExtractor(FeatureExtractor):
         self.weights_sha1 = digest.hexdigest()
 
     @classmethod
-    def for_data(cls, images: torch.Tensor, labels: dict[str, np.ndarray], dataset: str, steps: int = 1500,
+    def for_data(cls, images: torch.Tensor, labels: dict[str, np.ndarray], dataset: str,
+                 steps: int = LABEL_NET_STEPS,
                  cache_dir: Path | None = None, device: torch.device | str = "cpu") -> ProxyExtractor:
         if labels:
             net = load_or_train_label_net(images, labels, dataset, steps, cache_dir=cache_dir, device=device)
