@@ -297,15 +297,81 @@ def data_download(name: str, data_root: str | None) -> None:
         click.echo(f"{folder / remote.filename}  ({'sha256 ok' if remote.sha256 else 'no published checksum'})")
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def compare() -> None:
-    """Train several models and tabulate them (paper Table 2). (not built yet: issue #7)"""
-    _not_built("compare", 7)
+@main.command()
+@click.option("--data", required=True, help="gowalla | citeulike | synthetic | ... or a PATH.")
+@data_options
+@click.option("--models", default="sdgar,bpr,als", show_default=True,
+              help="Comma-separated registered models: sdgar, bpr, als, irgan, dns, warp, aobpr, cml, sa.")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per model.")
+@click.option("--preset", default=None, help="citeulike | gowalla | ... (default: the dataset's own, if any).")
+@click.option("--epochs", default=None, help="N for every model, or MODEL=N,... [default: preset's; als 15].")
+@click.option("--eval-every", type=int, default=None, help="Evaluate every N epochs (official: 5).")
+@click.option("--target-ndcg", type=float, default=None,
+              help="NDCG@50 for the time-to-quality column [default: 90%% of the best model's mean].")
+@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N  [default: auto]")
+@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--set", "sets", multiple=True, metavar="MODEL.KEY=VALUE|train.KEY=VALUE",
+              help="Override a model's config (e.g. --set sdgar.dis_emb_dim=64) or the trainer's.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder [default: runs/compare-<data>].")
+@user_errors
+def compare(data: str, data_root: str | None, fmt: str, synthetic_size: str | None, valid_frac: float | None,
+            models: str, seeds: int, preset: str | None, epochs: str | None, eval_every: int | None,
+            target_ndcg: float | None, device: str | None, threads: int | None, sets: tuple[str, ...],
+            out: str | None) -> None:
+    """Train several models × seeds and tabulate them (paper Table 2): CSV, markdown, NDCG@50-vs-time PNG."""
+    from sdgar.compare import parse_epochs, run_compare
+    from sdgar.config import _parse_value
+    from sdgar.models.registry import get_model
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    for name in names:
+        get_model(name)
+    if seeds < 1:
+        raise UserError("--seeds must be at least 1")
+    model_over: dict[str, dict] = {}
+    train_over = {k: v for k, v in {"eval_every": eval_every, "device": device, "threads": threads}.items()
+                  if v is not None}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        section, dot, field = key.partition(".")
+        if not sep or not dot or (section not in names and section != "train"):
+            raise UserError(f"--set {item!r}: expected MODEL.KEY=VALUE (MODEL in {', '.join(names)}) or "
+                            "train.KEY=VALUE")
+        (train_over if section == "train" else model_over.setdefault(section, {}))[field] = _parse_value(raw)
+    folder = Path(out) if out else Path("runs") / f"compare-{Path(data).name}"
+    run_compare(_data_overrides(data, data_root, fmt, synthetic_size, valid_frac), names, list(range(seeds)),
+                folder, preset, parse_epochs(epochs, names), train_over, model_over, target_ndcg, echo=click.echo)
+
+
+@main.group()
 def benchmark() -> None:
-    """Timing benchmarks (scaling with #items). (not built yet: issue #7)"""
-    _not_built("benchmark", 7)
+    """Timing benchmarks."""
+
+
+@benchmark.command("scaling")
+@click.option("--items", default="10000,20000,40000,80000,160000", show_default=True, help="#items to time.")
+@click.option("--users", type=int, default=3000, show_default=True, help="#users at every size.")
+@click.option("--density", type=float, default=0.002, show_default=True, help="Interactions / (users × items).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/scaling", show_default=True)
+@user_errors
+def benchmark_scaling(items: str, users: int, density: float, seed: int, device: str, threads: int | None,
+                      out: str) -> None:
+    """SD-GAR vs IRGAN seconds per D epoch and per generator step as #items grows (synthetic data): CSV + PNG."""
+    import torch
+
+    from sdgar.compare import scaling_benchmark
+
+    try:
+        sizes = [int(x) for x in items.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--items {items!r}: expected comma-separated integers") from None
+    if threads:
+        torch.set_num_threads(threads)
+    scaling_benchmark(sizes, users, density, seed, device, Path(out), echo=click.echo)
 
 
 if __name__ == "__main__":

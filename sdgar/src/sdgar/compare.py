@@ -1,0 +1,273 @@
+"""``sdgar compare``: train several models × seeds on one dataset, tabulate them like the paper's Table 2.
+
+Every (model, seed) is an ordinary training run (same data, trainer and evaluator) in ``<out>/<model>-seed<s>/``.
+The metrics of a run are those of its selected checkpoint (best NDCG@50 on test as in the official code, or on the
+validation split with ``--valid-frac``). Outputs in ``<out>/``:
+
+- ``runs.csv``: one row per run (model, seed, best epoch, training seconds, every metric);
+- ``summary.csv`` and ``table.md``: mean ± std over seeds per model, plus training time and *time to quality*
+  (training seconds, evaluations excluded, until a run first reaches the target NDCG@50);
+- ``ndcg50_vs_time.png``: test NDCG@50 at each evaluation against cumulative training time, one line per run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from neurips20_common import RunDir, UserError
+
+from sdgar.config import make_config
+from sdgar.data import load_dataset
+from sdgar.train import train
+
+# Table 2 columns (spec §3.3: P and NDCG at 3, 5, 10, 50) plus Recall@20 / NDCG@20 for the LightGCN comparisons
+TABLE_METRICS: tuple[str, ...] = ("P@3", "P@5", "P@10", "P@50", "Recall@20", "NDCG@3", "NDCG@5", "NDCG@10",
+                                  "NDCG@20", "NDCG@50")
+CURVE_METRIC = "NDCG@50"
+DEFAULT_EPOCHS: dict[str, int] = {"als": 15}  # ALS converges in 15 sweeps (issue 10); others use the preset's
+
+
+@dataclass
+class CompareResult:
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    target: float
+    table: str
+
+
+def parse_epochs(spec: str | None, models: Sequence[str]) -> dict[str, int]:
+    """``"30"`` (every model) or ``"als=15,sdgar=75"`` (per model) -> {model: epochs}."""
+    out = {m: DEFAULT_EPOCHS[m] for m in models if m in DEFAULT_EPOCHS}
+    if not spec:
+        return out
+    if "=" not in spec:
+        return dict.fromkeys(models, int(spec))
+    for part in spec.split(","):
+        name, _, value = part.partition("=")
+        if name not in models or not value.strip().isdigit():
+            raise UserError(f"--epochs {spec!r}: expected N or MODEL=N,... with MODEL among {', '.join(models)}")
+        out[name] = int(value)
+    return out
+
+
+def curve(run_dir: Path) -> pd.DataFrame:
+    """(cumulative training seconds, NDCG@50) at each evaluation of a finished run."""
+    m = pd.read_csv(run_dir / "metrics.csv")
+    m["train_seconds"] = m["epoch_seconds"].cumsum()
+    return m.loc[m[CURVE_METRIC].notna(), ["epoch", "train_seconds", CURVE_METRIC]].reset_index(drop=True)
+
+
+def time_to(c: pd.DataFrame, target: float) -> float:
+    reached = c.loc[c[CURVE_METRIC] >= target, "train_seconds"]
+    return float(reached.iloc[0]) if len(reached) else math.nan
+
+
+def run_compare(data: dict[str, Any], models: Sequence[str], seeds: Sequence[int], out: Path,
+                preset: str | None = None, epochs: dict[str, int] | None = None,
+                train_overrides: dict[str, Any] | None = None,
+                model_overrides: dict[str, dict[str, Any]] | None = None, target: float | None = None,
+                echo: Callable[[str], None] = print) -> CompareResult:
+    configs = {(m, s): make_config(m, preset, data, {**(train_overrides or {}), "seed": s,
+                                                     **({"epochs": epochs[m]} if epochs and m in epochs else {})},
+                                   (model_overrides or {}).get(m))
+               for m in models for s in seeds}  # all configs first: a typo fails before any training
+    dataset = load_dataset(next(iter(configs.values())).data)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, curves = [], {}
+    for (model, seed), config in configs.items():
+        echo(f"\n=== {model}, seed {seed} ===")
+        run = RunDir.create(out, f"{model}-seed{seed}", exist_ok=True)
+        result = train(config, dataset, run, echo=echo)
+        curves[(model, seed)] = curve(run.path)
+        test_metrics = {k: v for k, v in result.best.items() if not k.startswith("valid_")}
+        rows.append({"model": model, "seed": seed, "best_epoch": result.best_epoch,
+                     "train_seconds": float(curves[(model, seed)]["train_seconds"].iloc[-1]),
+                     "wall_seconds": result.seconds, **test_metrics})
+    runs = pd.DataFrame(rows)
+    means = runs.groupby("model", sort=False)[CURVE_METRIC].mean()
+    if target is None:  # default: 90% of the best model's mean NDCG@50
+        target = 0.9 * float(means.max())
+    runs["time_to_target"] = [time_to(curves[(r.model, r.seed)], target) for r in runs.itertuples()]
+    summary = summarize(runs)
+    table = markdown_table(summary, target, dataset.name, len(seeds))
+    runs.to_csv(out / "runs.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    (out / "table.md").write_text(table + "\n")
+    plot_curves(curves, out / "ndcg50_vs_time.png", dataset.name, target)
+    echo("\n" + table)
+    echo(f"\nwrote {out / 'runs.csv'}, {out / 'summary.csv'}, {out / 'table.md'}, {out / 'ndcg50_vs_time.png'}")
+    return CompareResult(runs, summary, target, table)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in (*TABLE_METRICS, "train_seconds", "time_to_target") if c in runs]
+    g = runs.groupby("model", sort=False)
+    summary = g[cols].mean().add_suffix("_mean").join(g[cols].std(ddof=0).add_suffix("_std"))
+    summary["seeds"] = g.size()
+    summary["reached"] = g["time_to_target"].apply(lambda s: int(s.notna().sum()))
+    return summary.reset_index()
+
+
+def markdown_table(summary: pd.DataFrame, target: float, data_name: str, n_seeds: int) -> str:
+    metrics = [m for m in TABLE_METRICS if f"{m}_mean" in summary]
+    head = (f"{data_name}: mean ± std over {n_seeds} seed(s); time to quality = training seconds until NDCG@50 ≥ "
+            f"{target:.4f} (mean over the seeds that reached it)")
+    lines = [head, "", "| model | " + " | ".join(metrics) + " | train s | time to quality |",
+             "|---|" + "---|" * (len(metrics) + 2)]
+    for _, r in summary.iterrows():
+        cells = [f"{r[m + '_mean']:.4f} ± {r[m + '_std']:.4f}" for m in metrics]
+        ttq = f"{r['time_to_target_mean']:.1f} s ({r['reached']}/{r['seeds']})" if r["reached"] else "not reached"
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + f" | {r['train_seconds_mean']:.1f} | {ttq} |")
+    best = improvement(summary)
+    if best:
+        lines += ["", best]
+    return "\n".join(lines)
+
+
+def improvement(summary: pd.DataFrame) -> str:
+    """SD-GAR's relative NDCG@50 gain over the best other model and over IRGAN (the paper's headline numbers)."""
+    s = summary.set_index("model")[f"{CURVE_METRIC}_mean"]
+    if "sdgar" not in s or len(s) < 2:
+        return ""
+    others = s.drop("sdgar")
+    best = others.idxmax()
+    parts = [f"SD-GAR vs best baseline ({best}): {100 * (s['sdgar'] / others[best] - 1):+.1f}% NDCG@50"]
+    if "irgan" in others:
+        parts.append(f"vs IRGAN: {100 * (s['sdgar'] / others['irgan'] - 1):+.1f}%")
+    return "; ".join(parts)
+
+
+def plot_curves(curves: dict[tuple[str, int], pd.DataFrame], path: Path, data_name: str, target: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors: dict[str, Any] = {}
+    for (model, seed), c in curves.items():
+        color = colors.setdefault(model, f"C{len(colors) % 10}")
+        ax.plot(c["train_seconds"], c[CURVE_METRIC], marker=".", color=color, alpha=0.9 if seed == 0 else 0.4,
+                label=model if model not in [lbl for lbl in ax.get_legend_handles_labels()[1]] else None)
+    ax.axhline(target, color="grey", ls="--", lw=0.8, label=f"target {target:.4f}")
+    ax.set_xscale("symlog" if any(np.nanmax(c["train_seconds"]) > 100 for c in curves.values()) else "linear")
+    ax.set_xlabel("training time (s, evaluation excluded)")
+    ax.set_ylabel(f"test {CURVE_METRIC}")
+    ax.set_title(f"{data_name}: {CURVE_METRIC} vs training time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# -- time comparison: the paper's time-vs-#items figure (SD-GAR vs IRGAN), spec §1.7 and §6 G4
+
+SCALING_ITEMS: tuple[int, ...] = (10_000, 20_000, 40_000, 80_000, 160_000)
+
+
+def _timed(fn: Callable[[], Any], device: Any) -> float:
+    import time
+
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def scaling_row(n_items: int, users: int, density: float, seed: int, device: Any) -> dict[str, Any]:
+    """One size of :func:`scaling_benchmark`: build the data and models, time one epoch of each part."""
+    import torch
+
+    from sdgar.data.dataset import csr
+    from sdgar.data.split import per_user_split
+    from sdgar.data.synthetic import SyntheticSpec, generate
+    from sdgar.models.base import TrainData
+    from sdgar.models.irgan import IRGAN
+    from sdgar.models.sdgar import SDGAR
+
+    spec = SyntheticSpec(n_users=users, n_items=n_items, n_interactions=round(users * n_items * density), seed=seed)
+    df = generate(spec)  # ids kept as generated, so the catalogue has exactly n_items items (some never seen)
+    u, i = df["user"].to_numpy(), df["item"].to_numpy()
+    held = per_user_split(u, 0.2, np.random.default_rng(seed))
+    train_data = TrainData(csr(u[~held], i[~held], (users, n_items)))
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    torch.manual_seed(seed)
+    sd = SDGAR(users, n_items).to(device)
+    row: dict[str, Any] = {"items": n_items, "users": users, "train_interactions": train_data.n_interactions}
+    row["sdgar_g_update_s"] = _timed(lambda: sd.generator_update(gen), device)
+    row["sdgar_d_epoch_s"] = _timed(lambda: sd.discriminator_epoch(train_data, gen), device)
+    ir = IRGAN(users, n_items).to(device)
+
+    def irgan_d() -> None:  # an IRGAN D epoch that regenerates its negatives (softmax over all items per user)
+        ir.d_negatives = ir.generate_for_d(train_data, gen)
+        ir.d_epoch(train_data, gen)
+
+    row["irgan_d_epoch_s"] = _timed(irgan_d, device)
+    row["irgan_g_epoch_s"] = _timed(lambda: ir.g_epoch(train_data, gen), device)
+    row["d_ratio"] = row["irgan_d_epoch_s"] / row["sdgar_d_epoch_s"]
+    row["g_ratio"] = row["irgan_g_epoch_s"] / row["sdgar_g_update_s"]
+    return row
+
+
+def scaling_benchmark(items: Sequence[int] = SCALING_ITEMS, users: int = 3_000, density: float = 0.002,
+                      seed: int = 0, device: str = "auto", out: Path | None = None,
+                      echo: Callable[[str], None] = print) -> pd.DataFrame:
+    """Seconds per epoch of SD-GAR's D epoch (alias draws from Q included) and generator update vs IRGAN's D epoch
+    (its softmax-over-all-items negative generation included) and G epoch (REINFORCE over the full softmax), on
+    synthetic data with the same users and density at each #items, default constants for both models."""
+    from neurips20_common import select_device
+
+    dev = select_device(device)
+    rows = []
+    for n_items in items:
+        row = scaling_row(n_items, users, density, seed, dev)
+        rows.append(row)
+        echo(f"{row['items']:>7d} items, {row['train_interactions']:>8d} train: "
+             f"SD-GAR D {row['sdgar_d_epoch_s']:7.2f}s "
+             f"G {row['sdgar_g_update_s']:7.2f}s | IRGAN D {row['irgan_d_epoch_s']:7.2f}s "
+             f"G {row['irgan_g_epoch_s']:7.2f}s | ratio D {row['d_ratio']:5.1f}× G {row['g_ratio']:5.1f}×")
+    df = pd.DataFrame(rows)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out / "scaling.csv", index=False)
+        plot_scaling(df, out / "scaling.png", str(dev))
+        echo(f"wrote {out / 'scaling.csv'} and {out / 'scaling.png'}")
+    return df
+
+
+def plot_scaling(df: pd.DataFrame, path: Path, device: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for col, label, style in [("sdgar_d_epoch_s", "SD-GAR D epoch", "C0-o"),
+                              ("irgan_d_epoch_s", "IRGAN D epoch", "C1-o"),
+                              ("sdgar_g_update_s", "SD-GAR G update", "C0--s"),
+                              ("irgan_g_epoch_s", "IRGAN G epoch", "C1--s")]:
+        ax.plot(df["items"], df[col], style, label=label)
+    ax.set(xscale="log", yscale="log", xlabel="#items", ylabel="seconds", title=f"time per epoch ({device})")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    ax2.plot(df["items"], df["d_ratio"], "C2-o", label="D: IRGAN / SD-GAR")
+    ax2.plot(df["items"], df["g_ratio"], "C3--s", label="G: IRGAN / SD-GAR")
+    ax2.set(xscale="log", xlabel="#items", ylabel="speed-up of SD-GAR (×)", title="IRGAN time / SD-GAR time")
+    ax2.legend(fontsize=8)
+    ax2.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,76 @@
+"""`sdgar compare` (tables, time to quality, plot) and `sdgar benchmark scaling` on tiny synthetic data."""
+
+import math
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from neurips20_common import UserError
+
+from sdgar.cli import main
+from sdgar.compare import improvement, parse_epochs, run_compare, summarize, time_to
+
+
+def test_parse_epochs() -> None:
+    assert parse_epochs(None, ["sdgar", "als"]) == {"als": 15}
+    assert parse_epochs("7", ["sdgar", "als"]) == {"sdgar": 7, "als": 7}
+    assert parse_epochs("sdgar=9", ["sdgar", "als"]) == {"als": 15, "sdgar": 9}
+    with pytest.raises(UserError):
+        parse_epochs("bpr=3", ["sdgar", "als"])
+
+
+def test_time_to_quality_and_improvement() -> None:
+    c = pd.DataFrame({"epoch": [2, 4, 6], "train_seconds": [1.0, 2.5, 4.0], "NDCG@50": [0.1, 0.2, 0.15]})
+    assert time_to(c, 0.12) == 2.5
+    assert time_to(c, 0.2) == 2.5
+    assert math.isnan(time_to(c, 0.3))
+    runs = pd.DataFrame({"model": ["sdgar", "sdgar", "bpr", "irgan"], "seed": [0, 1, 0, 0],
+                         "NDCG@50": [0.11, 0.13, 0.10, 0.08], "train_seconds": [1, 1, 1, 1],
+                         "time_to_target": [1.0, math.nan, 2.0, math.nan]})
+    summary = summarize(runs)
+    row = summary.set_index("model").loc["sdgar"]
+    assert row["NDCG@50_mean"] == pytest.approx(0.12) and row["NDCG@50_std"] == pytest.approx(0.01)
+    assert row["reached"] == 1 and row["seeds"] == 2
+    text = improvement(summary)
+    assert "best baseline (bpr): +20.0%" in text and "vs IRGAN: +50.0%" in text
+
+
+def test_run_compare_writes_table_csv_and_plot(tmp_path) -> None:
+    data = {"data": "synthetic", "synthetic_size": "tiny"}
+    result = run_compare(data, ["bpr", "als"], [0, 1], tmp_path, epochs={"bpr": 4, "als": 4},
+                         train_overrides={"eval_every": 2, "threads": 1}, echo=lambda s: None)
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert sorted(zip(runs["model"], runs["seed"], strict=True)) == [("als", 0), ("als", 1), ("bpr", 0), ("bpr", 1)]
+    assert (runs["best_epoch"] > 0).all() and (runs["train_seconds"] > 0).all()
+    table = (tmp_path / "table.md").read_text()
+    assert "| bpr |" in table and "| als |" in table and "±" in table and "time to quality" in table
+    # the default target is 90% of the best mean, so the best model reaches it in every seed
+    best = result.summary.sort_values("NDCG@50_mean").iloc[-1]
+    assert best["reached"] == 2
+    assert result.target == pytest.approx(0.9 * best["NDCG@50_mean"])
+    assert (tmp_path / "ndcg50_vs_time.png").stat().st_size > 1000
+    assert (tmp_path / "als-seed1" / "metrics.csv").is_file()
+
+
+def test_cli_compare_and_errors(tmp_path) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(main, ["compare", "--data", "synthetic", "--models", "bpr,nope", "--out", str(tmp_path)])
+    assert bad.exit_code != 0 and "unknown model 'nope'" in bad.output
+    bad = runner.invoke(main, ["compare", "--data", "synthetic", "--models", "bpr", "--set", "als.factors=3"])
+    assert bad.exit_code != 0 and "MODEL.KEY=VALUE" in bad.output
+    res = runner.invoke(main, ["compare", "--data", "synthetic", "--synthetic-size", "tiny", "--models", "sa,als",
+                               "--seeds", "1", "--epochs", "2", "--eval-every", "1", "--threads", "1",
+                               "--set", "als.factors=8", "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert "| sa |" in res.output and (tmp_path / "c" / "summary.csv").is_file()
+
+
+def test_cli_benchmark_scaling(tmp_path) -> None:
+    res = CliRunner().invoke(main, ["benchmark", "scaling", "--items", "300,600", "--users", "60",
+                                    "--density", "0.05", "--threads", "1", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(tmp_path / "scaling.csv")
+    assert df["items"].tolist() == [300, 600]
+    for col in ("sdgar_d_epoch_s", "sdgar_g_update_s", "irgan_d_epoch_s", "irgan_g_epoch_s", "d_ratio", "g_ratio"):
+        assert (df[col] > 0).all()
+    assert (tmp_path / "scaling.png").stat().st_size > 1000
