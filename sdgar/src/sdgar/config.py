@@ -69,6 +69,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 75, "eval_every": 5},
         "model": {"sdgar": {"dis_lambda": 0.01}, "bpr": {"reg": 0.01}},
     },
+    "irgan-official": {  # geek-ai/irgan item_recommendation (spec §3.4): 15 × (100 D + 50 G) epochs, emb 5,
+        # batch 16, one user per G step, SGD lr 0.001, G warm-started by DNS (pretraining length not published)
+        "train": {"epochs": 2250, "eval_every": 150},
+        "model": {"irgan": {"dim": 5, "batch_size": 16, "g_user_batch": 1, "optimizer": "sgd",
+                            "learning_rate": 0.001, "d_epochs": 100, "g_epochs": 50, "pretrain_dns_epochs": 50}},
+    },
     "demo": {  # small synthetic run: official constants, fewer epochs, evaluated often so learning shows
         "data": {"synthetic_size": "demo"},
         "train": {"epochs": 20, "eval_every": 2},
