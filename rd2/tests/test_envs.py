@@ -65,9 +65,9 @@ def test_toy_sub_rewards_sum_to_reward_and_depend_on_their_features() -> None:
     np.testing.assert_allclose(data["sub_rewards"].sum(1), data["reward"])
     assert (data["sub_rewards"][:, 0] > 0).sum() > 10 and (data["sub_rewards"][:, 1] < 0).sum() > 10
     assert set(np.unique(data["sub_rewards"][:, 1])) == {-2.0, 0.0}
-    # r_gold is a function of (agent, treasure, action) only: equal inputs -> equal sub-reward
+    # r_gold is a function of the (agent, treasure) coordinates of s_{t+1} only: equal inputs -> equal sub-reward
     for k, feats in enumerate(TRUE_MASKS):
-        key = np.concatenate([data["obs"][:, list(feats)], data["action"][:, None]], 1)
+        key = data["next_obs"][:, list(feats)]
         _, inv = np.unique(key, axis=0, return_inverse=True)
         for g in np.unique(inv):
             assert len(np.unique(data["sub_rewards"][inv.reshape(-1) == g, k])) == 1

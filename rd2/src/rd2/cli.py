@@ -17,15 +17,132 @@ def _not_built(verb: str, issue: int) -> None:
     raise click.ClickException(f"'rd2 {verb}' is not built yet (tracked in issue #{issue}); nothing was run")
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def decompose() -> None:
-    """Learn a reward decomposition on Atari (e.g. --env Pong). (not built yet: issue #5)"""
-    _not_built("decompose", 5)
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def toy() -> None:
-    """Monster-Treasure toy game table (Table 1 style). (not built yet: issue #5)"""
-    _not_built("toy", 5)
+
+@main.command()
+@click.option("--env", "env_id", default="Pong", show_default=True,
+              help="Atari game: Pong, ALE/Pong-v5 or PongNoFrameskip-v4 (same preprocessing for all).")
+@click.option("--preset", default="default", show_default=True, type=click.Choice(["default", "demo"]))
+@click.option("--steps", type=int, help="Transitions to collect [default preset: 100000].")
+@click.option("--iters", type=int, help="Decomposition updates [default preset: 2500].")
+@click.option("--K", "K", type=int, help="Number of channels [2].")
+@click.option("--mask", "mask_type", type=click.Choice(["state", "const", "none"]), help="Mask type [state].")
+@click.option("--mask-gate", type=click.Choice(["product", "shuffle"]), help="x ⊙ m, or noisy gating [product].")
+@click.option("--lambda-mini", type=float, help="Weight of L_mini [1e-3].")
+@click.option("--lambda-div1", type=float, help="Weight of L_div1 [1e-2].")
+@click.option("--lambda-div2", type=float, help="Weight of L_div2 (decorrelation) [0].")
+@click.option("--lambda-zero", type=float, help="Weight of the zero-reward term [1.0].")
+@click.option("--reward-target", type=click.Choice(["clipped", "raw"]), help="Regression target [clipped].")
+@click.option("--reward-input", type=click.Choice(["next", "current_action"]),
+              help="Predict r_t from s_{t+1}, or from s_t and a_t [next].")
+@click.option("--balance", type=click.Choice(["clipped", "raw"]), help="Reward-balanced sampling over [clipped].")
+@click.option("--policy", type=click.Choice(["random", "agent"]), help="Collection policy [random].")
+@click.option("--agent-ckpt", type=click.Path(dir_okay=False), help="Agent checkpoint for --policy agent.")
+@click.option("--epsilon", type=float, help="ε-greedy exploration on top of the agent [0.05].")
+@click.option("--num-envs", type=int, help="Parallel envs for collection [8].")
+@click.option("--backend", type=click.Choice(["auto", "ale", "gymnasium"]), help="Vector env backend [auto].")
+@click.option("--batch-size", type=int, help="[32]")
+@click.option("--lr", type=float, help="Adam learning rate [2.5e-4].")
+@click.option("--threads", type=int, help="torch threads [2].")
+@click.option("--seed", type=int, default=None, help="[0]")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Output folder [runs/decompose-<game>].")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
+              help="Continue the run in this folder exactly (--iters may extend it).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def decompose(env_id: str, preset: str, run_dir: str | None, resume_dir: str | None, device: str,
+              no_progress: bool, **opts: object) -> None:
+    """Learn an RD2 reward decomposition from Atari transitions and report channel purity.
+
+    Example: rd2 decompose --env Pong --preset demo --run-dir runs/demo/rd2
+    """
+    from neurips20_common import RunDir, UserError, select_device
+
+    from rd2.config import config_from_dict, make_config
+    from rd2.decompose import run_decompose
+
+    try:
+        dev = select_device(device)
+        if resume_dir:
+            run = RunDir.open(resume_dir)
+            cfg = config_from_dict(run.read_config())
+            if opts.get("iters"):
+                cfg.iters = int(opts["iters"])  # type: ignore[arg-type]
+                run.write_config(cfg)
+        else:
+            cfg = make_config(preset, env=env_id, **opts)
+            game = env_id.replace("ALE/", "").split("-")[0].replace("NoFrameskip", "")
+            if run_dir:
+                from pathlib import Path
+
+                run = RunDir.create(Path(run_dir).parent, Path(run_dir).name, exist_ok=True)
+            else:
+                run = RunDir.create("runs", f"decompose-{game}")
+            if run.file("purity.json").exists() or run.checkpoints.is_dir():
+                raise UserError(f"{run.path} already holds a decompose run; use --resume {run.path} to continue it "
+                                "or pick another --run-dir")
+            run.write_config(cfg)
+        run_decompose(cfg, run, dev, resume=bool(resume_dir), show_progress=False if no_progress else None,
+                      log=click.echo)
+    except (UserError, OSError) as exc:
+        raise _fail(exc) from None
+
+
+@main.command()
+@click.option("--seeds", type=int, default=5, show_default=True, help="Seeds 0..N-1.")
+@click.option("--size", type=int, default=8, show_default=True, help="Grid side.")
+@click.option("--distractors", type=int, default=0, show_default=True, help="Extra noise/clock features.")
+@click.option("--magnitudes", default="1,-1", show_default=True, help="r_gold,r_monster.")
+@click.option("--chase-prob", type=float, default=0.0, show_default=True, help="Monster steps toward the agent.")
+@click.option("--iters", type=int, default=None, help="Updates per model [3000].")
+@click.option("--variants", default="rd2,rd2_no_mini,rd2_no_div1,unmasked_k_heads", show_default=True)
+@click.option("--mask-gate", type=click.Choice(["product", "shuffle"]), default=None, help="[toy preset]")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default="runs/toy/table1.csv",
+              show_default=True, help="CSV of the per-variant summary (per-seed rows go beside it).")
+def toy(seeds: int, size: int, distractors: int, magnitudes: str, chase_prob: float, iters: int | None,
+        variants: str, mask_gate: str | None, out_path: str) -> None:
+    """Monster-Treasure toy game: a Table-1-style comparison of RD2 and ablations over seeds.
+
+    Example: rd2 toy --seeds 5
+    """
+    import dataclasses
+    from pathlib import Path
+
+    import pandas as pd
+
+    from rd2.toy_experiment import VARIANTS, ToyConfig, run_toy, summarize
+
+    try:
+        mags = tuple(float(v) for v in magnitudes.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected two numbers like 1,-2, got {magnitudes!r}",
+                                 param_hint="--magnitudes") from None
+    if len(mags) != 2:
+        raise click.BadParameter("expected two numbers", param_hint="--magnitudes")
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(VARIANTS)}", param_hint="--variants")
+    cfg = ToyConfig(size=size, distractors=distractors, magnitudes=mags, chase_prob=chase_prob)  # type: ignore
+    if iters:
+        cfg.iters = iters
+    if mask_gate:
+        cfg.decomposition = dataclasses.replace(cfg.decomposition, mask_gate=mask_gate)
+    rows = run_toy(cfg, list(range(seeds)), names, log=click.echo)
+    table = pd.DataFrame(summarize(rows))
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    pd.DataFrame(rows).to_csv(out.with_name(out.stem + "_per_seed.csv"), index=False)
+    cols = ["variant", "channel_accuracy_mean", "channel_accuracy_std", "sub_reward_mse_mean", "masks_recovered",
+            "mask_f1_mean", "sum_mse_mean"]
+    if distractors:
+        cols.append("distractor_mask_weight_mean")
+    click.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    click.echo(f"wrote {out} and {out.with_name(out.stem + '_per_seed.csv')}")
+
 
 def _parse_sets(items: tuple[str, ...]) -> dict[str, str]:
     out = {}

@@ -1,12 +1,11 @@
 """The Monster-Treasure toy game (spec §5): a grid with known reward channels, to check a decomposition against.
 
-The agent walks on a ``size × size`` grid (4 moves + stay). Entering the treasure cell pays ``gold`` (+1) and the
-treasure respawns; stepping onto (or staying on) the monster's cell pays ``monster`` (−1) and the monster respawns.
-The monster then random-walks (or steps toward the agent with probability ``chase_prob``). Both rewards are
-checked on the agent's new cell against the objects' positions *before* they move or respawn, so that each
-sub-reward is a deterministic function of (s_t, a_t):
+The agent walks on a ``size × size`` grid (4 moves + stay); then the monster random-walks (or steps toward the agent
+with probability ``chase_prob``). Being on the treasure cell pays ``gold`` (+1), sharing a cell with the monster
+pays ``monster`` (−1). A collected treasure / a monster that hit the agent stays visible in s_{t+1} and respawns at
+a random cell at the start of the next step, so each sub-reward is a deterministic function of s_{t+1}:
 
-    r_gold    = f(a_x, a_y, t_x, t_y, a_t)      r_monster = g(a_x, a_y, m_x, m_y, a_t)
+    r_gold    = f(a_x, a_y, t_x, t_y)      r_monster = g(a_x, a_y, m_x, m_y)
 
 The observation is the normalized coordinates (a_x, a_y, t_x, t_y, m_x, m_y) ∈ [0, 1]^6, followed by
 ``distractors`` extra features (uniform noise, the last one a clock t / episode_len) that no reward depends on.
@@ -44,6 +43,7 @@ class MonsterTreasureEnv(gym.Env):
         self.treasure = np.zeros(2, np.int64)
         self.monster = np.zeros(2, np.int64)
         self.t = 0
+        self._collected = self._caught = False
 
     def _free_cell(self, *avoid: np.ndarray) -> np.ndarray:
         while True:
@@ -64,19 +64,19 @@ class MonsterTreasureEnv(gym.Env):
         self.agent = self.np_random.integers(0, self.size, size=2)
         self.treasure = self._free_cell(self.agent)
         self.monster = self._free_cell(self.agent, self.treasure)
+        self._collected = self._caught = False
         return self._obs(), {"sub_rewards": np.zeros(2, np.float32)}
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
-        self.agent = np.clip(self.agent + MOVES[int(action)], 0, self.size - 1)
-        sub = np.zeros(2, np.float32)
-        if (self.agent == self.treasure).all():
-            sub[0] = self.magnitudes[0]
+        if self._collected:
             self.treasure = self._free_cell(self.agent, self.monster)
-        if (self.agent == self.monster).all():
-            sub[1] = self.magnitudes[1]
+        if self._caught:
             self.monster = self._free_cell(self.agent, self.treasure)
-        else:
-            self._move_monster()
+        self.agent = np.clip(self.agent + MOVES[int(action)], 0, self.size - 1)
+        self._move_monster()
+        self._collected = bool((self.agent == self.treasure).all())
+        self._caught = bool((self.agent == self.monster).all())
+        sub = np.array([self.magnitudes[0] * self._collected, self.magnitudes[1] * self._caught], np.float32)
         self.t += 1
         truncated = self.t >= self.episode_len
         return self._obs(), float(sub.sum()), False, truncated, {"sub_rewards": sub}
@@ -93,17 +93,18 @@ class MonsterTreasureEnv(gym.Env):
 
 
 def collect_toy(env: MonsterTreasureEnv, steps: int, seed: int) -> dict[str, np.ndarray]:
-    """Random-policy transitions: obs s_t, action a_t, reward r_t and the true sub-rewards."""
+    """Random-policy transitions: s_t, a_t, r_t, s_{t+1} and the true sub-rewards."""
     rng = np.random.default_rng(seed)
     obs_buf = np.zeros((steps, env.n_features), np.float32)
     act = rng.integers(0, env.action_space.n, size=steps)
     rew = np.zeros(steps, np.float32)
     sub = np.zeros((steps, 2), np.float32)
+    next_buf = np.zeros_like(obs_buf)
     obs, _ = env.reset(seed=seed)
     for i in range(steps):
         obs_buf[i] = obs
         obs, r, term, trunc, info = env.step(int(act[i]))
-        rew[i], sub[i] = r, info["sub_rewards"]
+        rew[i], sub[i], next_buf[i] = r, info["sub_rewards"], obs
         if term or trunc:
             obs, _ = env.reset()
-    return {"obs": obs_buf, "action": act, "reward": rew, "sub_rewards": sub}
+    return {"obs": obs_buf, "next_obs": next_buf, "action": act, "reward": rew, "sub_rewards": sub}

@@ -1,0 +1,208 @@
+"""RD² reward decomposition (spec §3.1–3.2): features x(s), K masks m_k, K sub-reward heads r̂_k = f_k(x ⊙ m_k).
+
+Loss (§3.2):  L_dec = L_sum + λ_mini·L_mini + λ_div1·L_div1 (+ λ_div2·L_div2 + λ_zero·L_zero)
+
+    L_sum  = mean_B (r − Σ_k r̂_k)²                                       linear decomposition
+    L_mini = mean_B Σ_k log(Σ_i m_k^i + ε)                                minimal supporting sub-state
+    L_div1 = −mean_B Σ_k Σ_{j≠k} log(Σ_i ReLU(m_k^i − m_j^i) + ε)         unique sub-states
+    L_div2 = Σ_{k≠j} |corr_B(r̂_k, r̂_j)|     (UNVERIFIED, off by default) non-trivial / decorrelated channels
+    L_zero = mean_{B: r=0} Σ_k r̂_k²          ([CODE] MuDE r_zero_loss)   sparse sub-rewards on zero-reward steps
+
+Heads see only their masked features (plus, optionally, the one-hot action, which is not a state feature).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class DecompositionConfig:
+    """RD² decomposition hyperparameters. The paper's values were not available (spec §3.2, UNVERIFIED)."""
+
+    K: int = 2  # number of channels (§3.2: 2; 3 for UpNDown-style games)
+    mask_type: str = "state"  # "state" (Atari, §3.1) or "const" (toy, §3.1)
+    lambda_mini: float = 1e-3  # [CODE] MuDE Lmini weight
+    lambda_div1: float = 1e-2  # [CODE] MuDE Ldiv1 weight
+    lambda_div2: float = 0.0  # L_div2 is UNVERIFIED: off by default (§3.2)
+    lambda_zero: float = 0.0  # [CODE] MuDE uses 1.0 when enabled; the Atari presets enable it
+    eps: float = 1e-7  # [CODE] MuDE ε inside the logs
+    hidden: int = 256  # head / mask-network width ([CODE] MuDE 32–256)
+    activation: str = "relu"  # head activation; MuDE uses "elu", which fits the toy's sharp rewards far worse
+    # How a mask gates a feature. "product": s_k = x ⊙ m_k (spec §3.1 default). "shuffle": s_k = m_k ⊙ x +
+    # (1 − m_k) ⊙ x̃ with x̃ the same feature of another sample in the batch (its running mean in eval mode), so a
+    # half-open mask passes half the information and a head cannot undo a small mask by scaling its weights;
+    # mask values then measure feature use (a noisy-channel reading of "minimal sufficient sub-state").
+    mask_gate: str = "product"
+    action_input: bool = False  # heads also read a one-hot a_t (toy: True; Atari default predicts from s_{t+1})
+    mask_init: float = 0.0  # initial mask logit (sigmoid 0.5, like MuDE's initmask 0.5)
+    mask_init_noise: float = 0.1  # logit noise that breaks the symmetry between channels
+
+
+class ConstMask(nn.Module):
+    """State-independent masks m_k = σ(w_k) (§3.1 toy; a learnable logit vector, equivalent to MuDE's MLP)."""
+
+    def __init__(self, K: int, n_features: int, init: float = 0.0, noise: float = 0.1) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(init + noise * torch.randn(K, n_features))
+
+    def forward(self, x: torch.Tensor, fmap: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.logits).unsqueeze(0).expand(x.shape[0], -1, -1)
+
+
+class StateMask(nn.Module):
+    """State-dependent masks m_k(s) = σ(g_k(x(s))) (§3.1 Atari).
+
+    On a conv feature map (C, H, W) the network is 1×1 convs (a per-location MLP), so the masks stay as maps and
+    can be drawn; on flat features it is an MLP N → hidden → K·N.
+    """
+
+    def __init__(self, K: int, n_features: int, hidden: int, fmap_channels: int | None = None,
+                 init: float = 0.0) -> None:
+        super().__init__()
+        self.K, self.n_features = K, n_features
+        c = fmap_channels
+        if c is not None:
+            self.net = nn.Sequential(nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, K * c, 1))
+            last = self.net[-1]
+        else:
+            self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, K * n_features))
+            last = self.net[-1]
+        nn.init.normal_(last.weight, std=0.01)
+        nn.init.constant_(last.bias, init)
+        self.spatial = c is not None
+
+    def forward(self, x: torch.Tensor, fmap: torch.Tensor | None = None) -> torch.Tensor:
+        src = fmap if self.spatial else x
+        return torch.sigmoid(self.net(src)).reshape(x.shape[0], self.K, self.n_features)
+
+
+class NatureTorso(nn.Module):
+    """Mnih et al. 2015 conv torso: 32×8×8/4, 64×4×4/2, 64×3×3/1 → (64, 7, 7), flattened 3136 (spec §3.1, §6.4)."""
+
+    out_channels, out_hw = 64, (7, 7)
+
+    def __init__(self, in_channels: int = 4) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(in_channels, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(),
+                                 nn.Conv2d(64, 64, 3, 1), nn.ReLU())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float() / 255.0)
+
+
+class RewardDecomposition(nn.Module):
+    """x = torso(s); m = masks(x); r̂_k = f_k(x ⊙ m_k [, one-hot a]). ``torso=None`` means x = s (toy)."""
+
+    def __init__(self, cfg: DecompositionConfig, n_features: int, n_actions: int = 0,
+                 torso: nn.Module | None = None, fmap_channels: int | None = None) -> None:
+        super().__init__()
+        self.cfg, self.n_features, self.n_actions = cfg, n_features, n_actions
+        self.torso = torso
+        if cfg.mask_gate not in ("product", "shuffle"):
+            raise ValueError(f"unknown mask_gate {cfg.mask_gate!r}: use product or shuffle")
+        self.register_buffer("feature_mean", torch.zeros(n_features))
+        if cfg.mask_type == "const":
+            self.masks: nn.Module = ConstMask(cfg.K, n_features, cfg.mask_init, cfg.mask_init_noise)
+        elif cfg.mask_type == "state":
+            self.masks = StateMask(cfg.K, n_features, cfg.hidden, fmap_channels, cfg.mask_init)
+        elif cfg.mask_type == "none":  # ablation: an unmasked K-head regressor
+            self.masks = None
+        else:
+            raise ValueError(f"unknown mask_type {cfg.mask_type!r}: use state, const or none")
+        extra = n_actions if cfg.action_input else 0
+        act = {"relu": nn.ReLU, "elu": nn.ELU}[cfg.activation]
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(n_features + extra, cfg.hidden), act(), nn.Linear(cfg.hidden, cfg.hidden), act(),
+                          nn.Linear(cfg.hidden, 1))
+            for _ in range(cfg.K))
+
+    def features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.torso is None:
+            return obs.float(), None
+        fmap = self.torso(obs)
+        return fmap.flatten(1), fmap
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Returns ``sub_rewards`` (B, K), ``masks`` (B, K, N) and ``features`` (B, N)."""
+        x, fmap = self.features(obs)
+        if self.masks is None:
+            masks = torch.ones(x.shape[0], self.cfg.K, self.n_features, device=x.device)
+        else:
+            masks = self.masks(x, fmap)
+        masked = x.unsqueeze(1) * masks  # (B, K, N): channel k sees only x ⊙ m_k
+        if self.cfg.mask_gate == "shuffle" and self.masks is not None:
+            if self.training:
+                with torch.no_grad():
+                    self.feature_mean.lerp_(x.mean(0), 0.01)
+                fill = x[torch.randperm(x.shape[0], device=x.device)].detach()
+                fill = fill.unsqueeze(1)
+            else:
+                fill = self.feature_mean.view(1, 1, -1)
+            masked = masked + (1 - masks) * fill
+        outs = []
+        for k, head in enumerate(self.heads):
+            inp = masked[:, k]
+            if self.cfg.action_input:
+                if action is None:
+                    raise ValueError("this decomposition reads the action: pass action=")
+                inp = torch.cat([inp, F.one_hot(action.long(), self.n_actions).float()], dim=1)
+            outs.append(head(inp))
+        return {"sub_rewards": torch.cat(outs, dim=1), "masks": masks, "features": x}
+
+
+# --- loss terms (§3.2) -----------------------------------------------------------------------------------------
+def loss_sum(sub_rewards: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+    return ((reward - sub_rewards.sum(1)) ** 2).mean()
+
+
+def loss_mini(masks: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    return torch.log(masks.sum(2) + eps).sum(1).mean()
+
+
+def loss_div1(masks: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    diff = F.relu(masks.unsqueeze(2) - masks.unsqueeze(1)).sum(3)  # (B, K, K): Σ_i ReLU(m_k^i − m_j^i)
+    K = masks.shape[1]
+    off = ~torch.eye(K, dtype=torch.bool, device=masks.device)
+    return -torch.log(diff[:, off] + eps).sum(1).mean()
+
+
+def loss_div2_corr(sub_rewards: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    z = sub_rewards - sub_rewards.mean(0, keepdim=True)
+    z = z / (z.pow(2).mean(0, keepdim=True).sqrt() + eps)
+    corr = (z.T @ z) / sub_rewards.shape[0]
+    K = sub_rewards.shape[1]
+    off = ~torch.eye(K, dtype=torch.bool, device=sub_rewards.device)
+    return corr[off].abs().sum()
+
+
+def loss_zero(sub_rewards: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+    zero = reward == 0
+    if not zero.any():
+        return sub_rewards.new_zeros(())
+    return sub_rewards[zero].pow(2).sum(1).mean()
+
+
+def decomposition_loss(out: dict[str, torch.Tensor], reward: torch.Tensor,
+                       cfg: DecompositionConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """L_dec and its terms (unweighted) for logging."""
+    sub, masks = out["sub_rewards"], out["masks"]
+    terms = {"L_sum": loss_sum(sub, reward)}
+    total = terms["L_sum"]
+    if cfg.mask_type != "none":
+        terms["L_mini"] = loss_mini(masks, cfg.eps)
+        terms["L_div1"] = loss_div1(masks, cfg.eps)
+        total = total + cfg.lambda_mini * terms["L_mini"] + cfg.lambda_div1 * terms["L_div1"]
+    if cfg.lambda_div2:
+        terms["L_div2"] = loss_div2_corr(sub)
+        total = total + cfg.lambda_div2 * terms["L_div2"]
+    if cfg.lambda_zero:
+        terms["L_zero"] = loss_zero(sub, reward)
+        total = total + cfg.lambda_zero * terms["L_zero"]
+    logs = {k: float(v.detach()) for k, v in terms.items()}
+    logs["mask_size"] = float(masks.detach().sum(2).mean())
+    return total, logs

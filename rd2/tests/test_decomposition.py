@@ -1,0 +1,105 @@
+import math
+
+import pytest
+import torch
+
+from rd2.decomposition import (
+    DecompositionConfig,
+    NatureTorso,
+    RewardDecomposition,
+    decomposition_loss,
+    loss_div1,
+    loss_div2_corr,
+    loss_mini,
+    loss_sum,
+    loss_zero,
+)
+
+
+def test_loss_sum_and_zero_by_hand() -> None:
+    sub = torch.tensor([[1.0, 2.0], [0.5, -0.5], [3.0, 0.0]])
+    r = torch.tensor([3.0, 0.0, 0.0])
+    assert loss_sum(sub, r).item() == pytest.approx((0 + 0 + 9) / 3)
+    assert loss_zero(sub, r).item() == pytest.approx((0.25 + 0.25 + 9.0) / 2)  # mean over r = 0 rows of Σ_k r̂_k²
+    assert loss_zero(sub, torch.ones(3)).item() == 0.0
+
+
+def test_loss_mini_and_div1_by_hand() -> None:
+    m = torch.tensor([[[1.0, 1.0, 0.0], [0.0, 0.5, 1.0]]])  # (B=1, K=2, N=3)
+    assert loss_mini(m, eps=0.0).item() == pytest.approx(math.log(2.0) + math.log(1.5))
+    # Σ ReLU(m1 − m2) = 1 + 0.5 = 1.5 ; Σ ReLU(m2 − m1) = 1
+    assert loss_div1(m, eps=0.0).item() == pytest.approx(-(math.log(1.5) + math.log(1.0)))
+    same = torch.tensor([[[0.3, 0.7], [0.3, 0.7]]])
+    assert loss_div1(same, eps=1e-7).item() == pytest.approx(-2 * math.log(1e-7), rel=1e-4)  # m_k ⊆ m_j blows up
+    batch = torch.cat([m, m.flip(1)])  # batch mean over state-dependent masks
+    assert loss_div1(batch, eps=0.0).item() == pytest.approx(-math.log(1.5))
+
+
+def test_loss_div2_corr() -> None:
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert loss_div2_corr(torch.stack([a, 2 * a], 1)).item() == pytest.approx(2.0, abs=1e-5)
+    assert loss_div2_corr(torch.stack([a, -a], 1)).item() == pytest.approx(2.0, abs=1e-5)
+    b = torch.tensor([1.0, -1.0, -1.0, 1.0])
+    assert loss_div2_corr(torch.stack([a - a.mean(), b], 1)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_total_loss_weights() -> None:
+    cfg = DecompositionConfig(K=2, mask_type="const", lambda_mini=0.1, lambda_div1=0.2, lambda_zero=0.5, eps=0.0)
+    m = torch.tensor([[[1.0, 1.0, 0.0], [0.0, 0.5, 1.0]]]).expand(3, -1, -1)
+    sub = torch.tensor([[1.0, 2.0], [0.5, -0.5], [3.0, 0.0]])
+    r = torch.tensor([3.0, 0.0, 0.0])
+    total, logs = decomposition_loss({"sub_rewards": sub, "masks": m}, r, cfg)
+    expected = 3.0 + 0.1 * (math.log(2) + math.log(1.5)) + 0.2 * -math.log(1.5) + 0.5 * 4.75
+    assert total.item() == pytest.approx(expected, rel=1e-5)
+    assert set(logs) >= {"L_sum", "L_mini", "L_div1", "L_zero", "mask_size"}
+
+
+@pytest.mark.parametrize("gate", ["product", "shuffle"])
+def test_masks_gate_what_each_head_sees(gate: str) -> None:
+    torch.manual_seed(0)
+    cfg = DecompositionConfig(K=2, mask_type="const", hidden=16, mask_gate=gate)
+    model = RewardDecomposition(cfg, n_features=4)
+    with torch.no_grad():  # channel 0 sees features {0, 1}, channel 1 sees {1, 2, 3}
+        model.masks.logits.copy_(torch.tensor([[1e4, 1e4, -1e4, -1e4], [-1e4, 1e4, 1e4, 1e4]]))
+    model.eval()
+    x = torch.rand(5, 4, requires_grad=True)
+    sub = model(x)["sub_rewards"]
+    (g0,) = torch.autograd.grad(sub[:, 0].sum(), x, retain_graph=True)
+    (g1,) = torch.autograd.grad(sub[:, 1].sum(), x)
+    assert (g0[:, 2:] == 0).all() and g0[:, :2].abs().sum() > 0
+    assert (g1[:, 0] == 0).all() and g1[:, 1:].abs().sum() > 0
+    x2 = x.detach().clone()
+    x2[:, 2:] = torch.rand(5, 2)  # changing features outside channel 0's mask leaves r̂_0 unchanged
+    out2 = model(x2)["sub_rewards"]
+    torch.testing.assert_close(out2[:, 0], sub[:, 0].detach())
+    assert not torch.allclose(out2[:, 1], sub[:, 1].detach())
+
+
+def test_shuffle_gate_train_mode_hides_closed_features() -> None:
+    torch.manual_seed(0)
+    cfg = DecompositionConfig(K=1, mask_type="const", hidden=16, mask_gate="shuffle")
+    model = RewardDecomposition(cfg, n_features=2)
+    with torch.no_grad():
+        model.masks.logits.copy_(torch.tensor([[1e4, -1e4]]))
+    x = torch.rand(64, 2, requires_grad=True)
+    (g,) = torch.autograd.grad(model(x)["sub_rewards"].sum(), x)
+    assert (g[:, 1] == 0).all()  # the shuffled fill is detached: no gradient path through a closed feature
+
+
+def test_state_masks_on_atari_features_and_action_input() -> None:
+    cfg = DecompositionConfig(K=3, mask_type="state", hidden=32, action_input=True)
+    model = RewardDecomposition(cfg, n_features=3136, n_actions=6, torso=NatureTorso(), fmap_channels=64)
+    obs = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    out = model(obs, torch.tensor([0, 5]))
+    assert out["sub_rewards"].shape == (2, 3) and out["masks"].shape == (2, 3, 3136)
+    assert ((out["masks"] > 0) & (out["masks"] < 1)).all()
+    with pytest.raises(ValueError):
+        model(obs)
+
+
+def test_unmasked_regressor_has_no_mask_losses() -> None:
+    cfg = DecompositionConfig(K=2, mask_type="none", hidden=8)
+    model = RewardDecomposition(cfg, n_features=3)
+    out = model(torch.rand(4, 3))
+    _, logs = decomposition_loss(out, torch.zeros(4), cfg)
+    assert "L_mini" not in logs and (out["masks"] == 1).all()
