@@ -50,13 +50,16 @@ def test_modulated_conv_matches_per_sample_conv() -> None:
     w = torch.randn(5, 4, 3, 3, dtype=torch.float64)
     s = torch.rand(3, 4, dtype=torch.float64) + 0.5
     wt = demodulated_weight(w, s)
-    out = modulated_conv2d(x, w, s, padding=1)
-    for b in range(3):
-        assert torch.allclose(out[b], F.conv2d(x[b: b + 1], wt[b], padding=1)[0], atol=1e-10)
-    up = modulated_conv2d(x, w, s, upsample=True)
-    for b in range(3):
-        ref = F.conv_transpose2d(x[b: b + 1], wt[b].transpose(0, 1), stride=2)[0]
-        assert torch.allclose(up[b], ref, atol=1e-10)
+    for fused in (True, False):
+        out = modulated_conv2d(x, w, s, padding=1, fused=fused)
+        for b in range(3):
+            assert torch.allclose(out[b], F.conv2d(x[b: b + 1], wt[b], padding=1)[0], atol=1e-10)
+        up = modulated_conv2d(x, w, s, upsample=True, fused=fused)
+        for b in range(3):
+            ref = F.conv_transpose2d(x[b: b + 1], wt[b].transpose(0, 1), stride=2)[0]
+            assert torch.allclose(up[b], ref, atol=1e-10)
+        rgb = modulated_conv2d(x, w[:, :, 1:2, 1:2], s, demodulate=False, fused=fused)
+        assert torch.allclose(rgb, F.conv2d(x * s[:, :, None, None], w[:, :, 1:2, 1:2]), atol=1e-10)
 
 
 def test_shapes_of_generator_and_discriminator_blocks() -> None:

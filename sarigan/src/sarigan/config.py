@@ -51,6 +51,9 @@ class SariGANConfig:
     w_avg_beta: float = 0.995  # EMA of the final 2·w_dim w, for truncation (§2.2 item 10, fixed)
     flip: bool = True  # random horizontal flip (dataset.py)
     kimg: float = 121600.0  # --iter 3.8M × 32 (an upper bound, §1.7)
+    max_minutes: float = 0.0  # wall-clock budget; training stops (and checkpoints) at whichever comes first; 0 = none
+    fused_modconv: bool = False  # True: per-sample weights + batch-grouped conv (official); False: same math as
+    #                              scale → conv → scale, faster on CPU (ops.modulated_conv2d)
     amp: bool = False  # bf16 autocast on CUDA for the main G/D passes (never on CPU)
     # --- bookkeeping (the official code: grids every 1000 it, checkpoints every 5000, no FID) ---
     sample_every: int = 1000
@@ -111,7 +114,8 @@ PRESETS: dict[str, SariGANConfig] = {
     # 32², 64 channels, G 8: slower (about 3× per iteration); more detail.
     "cpu32": SariGANConfig(resolution=32, groups=8, batch=16, kimg=64.0, **_CPU_SMALL),
     # `make demo`: cpu16 narrowed to 32 channels and G 4, ~2–4 minutes on 2 cores.
-    "demo": SariGANConfig(resolution=16, groups=4, batch=32, kimg=40.0,
+    # It stops after 3 minutes of training when the CPU is slower or shared.
+    "demo": SariGANConfig(resolution=16, groups=4, batch=32, kimg=40.0, max_minutes=3.0,
                           **{**_CPU_SMALL, "channel_max": 32, "channel_base": 512, "fd_every": 400,
                              "sample_every": 400, "ckpt_every": 1000, "fd_samples": 500}),
     # unit tests and the DDP smoke test: seconds.

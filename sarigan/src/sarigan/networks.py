@@ -64,7 +64,7 @@ class StyledConv(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, cfg: SariGANConfig, mode: str, upsample: bool = False) -> None:
         super().__init__()
         self.mode, self.w_dim = mode, cfg.w_dim
-        self.conv = ModulatedConv2d(in_ch, out_ch, 3, upsample=upsample)
+        self.conv = ModulatedConv2d(in_ch, out_ch, 3, upsample=upsample, fused=cfg.fused_modconv)
         if mode == "full":
             self.affine = EqualLinear(2 * cfg.w_dim, in_ch, bias_init=1.0)
         else:
@@ -123,7 +123,7 @@ class ToRGB(nn.Module):
         super().__init__()
         self.full_w, self.w_dim = full_w, cfg.w_dim
         self.affine = EqualLinear(2 * cfg.w_dim if full_w else cfg.w_dim, in_ch, bias_init=1.0)
-        self.conv = ModulatedConv2d(in_ch, 3, 1, demodulate=False)
+        self.conv = ModulatedConv2d(in_ch, 3, 1, demodulate=False, fused=cfg.fused_modconv)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
         self.upsample = Upsample()
 

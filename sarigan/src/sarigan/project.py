@@ -95,7 +95,8 @@ def project(G: Generator, target: torch.Tensor, cfg: ProjectConfig | None = None
     device = next(G.parameters()).device
     target = target.to(device)
     gen = torch.Generator().manual_seed(seed)
-    G.requires_grad_(False)
+    flags = [p.requires_grad for p in G.parameters()]
+    G.requires_grad_(False)  # only the latent and the noise maps are optimized
     with torch.no_grad():
         ws = G.mapping(torch.randn(cfg.w_avg_samples, G.cfg.z_dim, generator=gen).to(device))
         w_mean = ws.mean(0)
@@ -124,11 +125,13 @@ def project(G: Generator, target: torch.Tensor, cfg: ProjectConfig | None = None
             for n in noises:
                 n.sub_(n.mean()).div_(n.std() + 1e-8)
         if step % 10 == 0 or step == cfg.steps - 1:
-            history.append(float(mse))
+            history.append(mse.item())
             if log and (step % 50 == 0 or step == cfg.steps - 1):
-                log(f"step {step:4d}/{cfg.steps} mse {float(mse):.5f} lr {_lr_at(t, cfg):.4f}")
+                log(f"step {step:4d}/{cfg.steps} mse {mse.item():.5f} lr {_lr_at(t, cfg):.4f}")
     with torch.no_grad(), fixed_noise(G, noises):
         final = G.synthesis(latent, "const")[0]
+    for p, flag in zip(G.parameters(), flags, strict=True):
+        p.requires_grad_(flag)
     return {"latent": latent.detach()[0].cpu(), "noises": [n.detach().cpu() for n in noises],
             "image": final.cpu(), "mse": float(F.mse_loss(final, target)), "history": history}
 

@@ -21,6 +21,7 @@ import importlib.util
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,9 @@ class InceptionExtractor(FeatureExtractor):
         if self.sha1 != INCEPTION_SHA1:
             raise UserError(f"{found}: SHA-1 {self.sha1} is not the expected FID Inception ({INCEPTION_SHA1}); "
                             f"reinstall {INCEPTION_PACKAGE}=={INCEPTION_VERSION}")
-        self.model = torch.jit.load(str(found), map_location="cpu").eval().to(self.device)
+        with warnings.catch_warnings():  # torch ≥ 2.9 flags jit.load as deprecated; the file is TorchScript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.model = torch.jit.load(str(found), map_location="cpu").eval().to(self.device)
 
     def protocol(self) -> dict[str, Any]:
         rng = "x/128-1 ([-1, 0.9921875], TF)" if self.input_range == "tf" else "x/127.5-1 ([-1, 1], pytorch-fid)"

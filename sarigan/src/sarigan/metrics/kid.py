@@ -26,9 +26,12 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 
 def kid(real: np.ndarray, fake: np.ndarray, n_subsets: int = 100, subset_size: int = 1000,
         seed: int = 0) -> tuple[float, float]:
-    """KID mean and standard deviation over ``n_subsets`` random subsets of min(subset_size, n) per side."""
+    """KID mean and standard deviation over ``n_subsets`` random subsets per side.
+
+    The subset size is min(subset_size, n/2), so that the subsets differ and the std says something at small n.
+    """
     real, fake = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
-    m = min(subset_size, real.shape[0], fake.shape[0])
+    m = max(2, min(subset_size, real.shape[0] // 2, fake.shape[0] // 2))
     rng = np.random.default_rng(seed)
     values = [mmd2_unbiased(real[rng.choice(real.shape[0], m, replace=False)],
                             fake[rng.choice(fake.shape[0], m, replace=False)]) for _ in range(n_subsets)]

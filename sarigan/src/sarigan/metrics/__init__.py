@@ -1,0 +1,1 @@
+"""Sample-quality metrics: the Fréchet distance math and feature extractors."""
