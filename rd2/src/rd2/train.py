@@ -71,11 +71,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # syncs (in the spirit of data-efficient Rainbow, van Hasselt et al. 2019).
     "cpu": {"buffer_size": 100_000, "learning_starts": 2_000, "target_update": 1_000, "eps_decay_steps": 10_000,
             "lr": 1e-4, "sigma0": 0.1, "hidden": 256, "beta0": 0.4},
-    # The toy game: coordinates in, tiny MLPs, returns of a few units.
-    "toy": {"buffer_size": 50_000, "learning_starts": 1_000, "target_update": 500, "eps_decay_steps": 10_000,
-            "lr": 5e-4, "adam_eps": 1e-8, "hidden": 64, "torso_hidden": 64, "batch_size": 64, "sigma0": 0.1,
-            "v_min": -5.0, "v_max": 5.0, "grad_clip": 10.0, "dec_lr": 1e-3, "dec_batch_size": 64,
-            "decomposition.mask_type": "const", "decomposition.hidden": 128},
+    # The toy game: coordinates in, small MLPs. One controlled machinery for every algorithm (ε-greedy, n = 3,
+    # uniform replay, no dueling / noisy), so that RD², DQN and HRA differ only in how they use the reward.
+    "toy": {"buffer_size": 50_000, "learning_starts": 1_000, "train_freq": 2, "target_update": 250,
+            "eps_start": 1.0, "eps_end": 0.01, "eps_decay_steps": 10_000, "n_step": 3, "prioritized": False,
+            "noisy": False, "dueling": False, "double": False, "lr": 1e-3, "adam_eps": 1e-8, "hidden": 128,
+            "torso_hidden": 128, "batch_size": 64, "v_min": -5.0, "v_max": 5.0, "grad_clip": 10.0, "loss": "huber",
+            "dec_lr": 1e-3, "dec_batch_size": 64, "decomposition.mask_type": "const", "decomposition.hidden": 128},
 }
 
 
@@ -273,6 +275,7 @@ class Trainer:
 
     def save(self, boundary: bool) -> Path:
         if self.cfg.save_buffer:
+            self.run.checkpoints.mkdir(parents=True, exist_ok=True)
             self.replay.save(self.run.checkpoints / f"replay-{self.step:09d}")
         path = self.ckpts.save(self.step, self.state(boundary))
         if self.cfg.save_buffer:  # drop replay files whose checkpoint was rotated out

@@ -141,7 +141,8 @@ class Agent:
 
     def update(self, batch: TensorBatch) -> tuple[np.ndarray, dict[str, float]]:
         """One gradient step; returns the new priorities and the metrics."""
-        self.online.train()
+        if not self.online.training:
+            self.online.train()
         loss, priorities, metrics = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -65,7 +65,9 @@ class AgentReplay:
         for env in np.asarray(env_ids).reshape(-1):
             slots = (buf.head[env] + np.arange(-2, buf.stack + 1)) % buf.cap
             flat = env * buf.cap + slots
-            self.sampler.invalidate(flat[~buf.valid.reshape(-1)[flat]])
+            stale = flat[~buf.valid.reshape(-1)[flat] & (self.sampler.tree.get(flat) > 0)]
+            if len(stale):
+                self.sampler.invalidate(stale)
 
     def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device,
                beta: float = 0.4) -> TensorBatch:

@@ -127,6 +127,8 @@ class RD2Agent(Agent):
     @torch.no_grad()
     def learned_sub_rewards(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         dec = self.online.decomposition
+        if dec.cfg.mask_gate != "shuffle":  # only the shuffle gate behaves differently in eval mode
+            return dec(self.as_tensor(next_obs))["sub_rewards"].cpu().numpy()
         was = dec.training
         dec.eval()
         try:

@@ -1,0 +1,149 @@
+"""Agent losses on crafted cases: RD²'s TD target uses the argmax of the summed heads, HRA's the per-head argmax;
+TD gradients stop at the reward heads; n-step sub-returns from the replay; every agent takes a gradient step."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rd2.agents import ALGOS
+from rd2.agents.base import TensorBatch
+from rd2.agents.hra import HRA
+from rd2.agents.memory import AgentReplay
+from rd2.agents.rd2 import RD2Agent
+from rd2.train import agent_config
+
+# Next-state heads: per-head argmax is action 0 (head 1) and action 1 (head 2); the sum [3, 3, 4] picks action 2.
+Q_NEXT = torch.tensor([[[3.0, 0.0, 2.0], [0.0, 3.0, 2.0]]])
+
+
+class FixedRD2Target(nn.Module):
+    def forward(self, obs):
+        return {"q": Q_NEXT.expand(obs.shape[0], -1, -1)}
+
+    def sub_rewards(self, next_obs):
+        return torch.tensor([[0.5, -0.25]]).expand(next_obs.shape[0], -1)
+
+
+class FixedHeads(nn.Module):
+    def forward(self, obs):
+        return Q_NEXT.expand(obs.shape[0], -1, -1)
+
+
+def _batch(n_step: int = 1, **kw) -> TensorBatch:
+    b = TensorBatch(obs=torch.zeros(1, 6), action=torch.tensor([1]), returns=torch.tensor([0.25]),
+                    next_obs=torch.zeros(1, 6), discount=torch.tensor([0.5]), weights=torch.ones(1),
+                    reward=torch.tensor([0.25]), reward_raw=torch.tensor([0.25]), n_used=torch.tensor([n_step]))
+    for k, v in kw.items():
+        setattr(b, k, v)
+    return b
+
+
+def test_rd2_target_uses_argmax_of_summed_q() -> None:
+    torch.manual_seed(0)
+    agent = RD2Agent(agent_config("rd2", "toy"), (6,), 3, torch.device("cpu"), num_components=2)
+    agent.target = FixedRD2Target()
+    batch = _batch(seq_obs=torch.zeros(1, 3, 6), seq_alive=torch.tensor([[True, False, False]]))
+    y, a_next = agent.vector_target(batch)
+    assert a_next.tolist() == [2]  # not 0 or 1, the per-head choices
+    # y_k = r̂_k (one step alive) + γ^n(1 − done) · Q_k(s', a' = 2)
+    assert torch.allclose(y, torch.tensor([[0.5 + 0.5 * 2.0, -0.25 + 0.5 * 2.0]]))
+
+
+def test_rd2_nstep_sub_rewards_along_window() -> None:
+    agent = RD2Agent(agent_config("rd2", "toy", {"gamma": 0.5}), (6,), 3, torch.device("cpu"), num_components=2)
+    agent.target = FixedRD2Target()
+    batch = _batch(3, seq_obs=torch.zeros(1, 3, 6), seq_alive=torch.ones(1, 3, dtype=torch.bool),
+                   discount=torch.tensor([0.125]))
+    y, _ = agent.vector_target(batch)
+    g = 1 + 0.5 + 0.25
+    assert torch.allclose(y, torch.tensor([[0.5 * g + 0.125 * 2, -0.25 * g + 0.125 * 2]]))
+
+
+def test_hra_target_uses_per_head_argmax() -> None:
+    agent = HRA(agent_config("hra", "toy"), (6,), 3, torch.device("cpu"), num_components=2)
+    agent.target = FixedHeads()
+    batch = _batch(sub_returns=torch.tensor([[1.0, -1.0]]))
+    loss, _, _ = agent.loss(batch)
+    q = agent.online(batch.obs)[0, :, 1].detach()
+    y = torch.tensor([1.0 + 0.5 * 3.0, -1.0 + 0.5 * 3.0])  # each head bootstraps from its own greedy action
+    assert torch.allclose(loss, nn.functional.smooth_l1_loss(q, y, reduction="sum"))
+    agent.cfg.target_action = "sum"
+    loss_sum, _, _ = agent.loss(batch)
+    y_sum = torch.tensor([1.0 + 0.5 * 2.0, -1.0 + 0.5 * 2.0])
+    assert torch.allclose(loss_sum, nn.functional.smooth_l1_loss(q, y_sum, reduction="sum"))
+
+
+def test_td_gradient_stops_at_reward_heads() -> None:
+    torch.manual_seed(0)
+    agent = RD2Agent(agent_config("rd2", "toy", {"dec_weight": 0.0}), (6,), 5, torch.device("cpu"),
+                     num_components=2)
+    b = 8
+    batch = _batch(3, obs=torch.rand(b, 6), action=torch.randint(0, 5, (b,)), returns=torch.rand(b),
+                   next_obs=torch.rand(b, 6), discount=torch.full((b,), 0.9), weights=torch.ones(b),
+                   reward=torch.zeros(b), n_used=torch.full((b,), 3), seq_obs=torch.rand(b, 3, 6),
+                   seq_alive=torch.ones(b, 3, dtype=torch.bool))
+    loss, _, _ = agent.loss(batch)
+    agent.optimizer.zero_grad()
+    loss.backward()
+    dec = agent.online.decomposition
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in dec.heads.parameters())
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in dec.masks.parameters())  # stop_mask_grad
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.online.q_heads.parameters())
+
+
+def test_replay_sub_returns_and_sequence_window() -> None:
+    rep = AgentReplay(64, (2,), n_step=3, gamma=0.5, num_sub_rewards=2, sequence=True)
+    obs = np.zeros((1, 2), np.float32)
+    rep.start(np.array([0]), obs)
+    subs = [[1, 0], [0, -1], [1, 0], [0, 0], [1, -1]]
+    for t, s in enumerate(subs):
+        if t == 3:
+            rep.start(np.array([0]), np.full((1, 2), 10, np.float32))
+        nxt = np.full((1, 2), t + 1, np.float32)
+        rep.add(np.array([0]), np.array([t % 3]), np.array([sum(s)], np.float32), np.array([False]),
+                np.array([t == 2]), nxt, np.array([s], np.float32))  # the episode is truncated after t = 2
+    batch = rep.batch(np.array([0, 1, 2]), torch.device("cpu"))
+    # t=0: 1·[1,0] + .5·[0,-1] + .25·[1,0];  t=1: [0,-1] + .5·[1,0] (ends at t=2);  t=2: [1,0]
+    assert torch.allclose(batch.sub_returns, torch.tensor([[1.25, -0.5], [0.5, -1.0], [1.0, 0.0]]))
+    assert batch.n_used.tolist() == [3, 2, 1]
+    assert torch.allclose(batch.seq_obs[0, :, 0], torch.tensor([1.0, 2.0, 3.0]))  # s_{t+1..t+3}
+    assert batch.seq_alive[1].tolist() == [True, True, False]
+    assert torch.allclose(batch.next_obs[:, 0], torch.tensor([3.0, 3.0, 3.0]))
+
+
+def test_prioritized_replay_tracks_valid_slots() -> None:
+    rep = AgentReplay(8, (2,), n_step=1, prioritized=True, alpha=1.0)
+    rep.start(np.array([0]), np.zeros((1, 2), np.float32))
+    for t in range(20):  # wraps around the 8-slot ring several times
+        rep.add(np.array([0]), np.array([0]), np.array([1.0], np.float32), np.array([False]), np.array([False]),
+                np.full((1, 2), t, np.float32))
+        leaves = rep.sampler.tree.get(np.arange(8))
+        assert np.array_equal(leaves > 0, rep.buffer.valid[0])
+    rep.update_priorities(np.array([rep.buffer.valid_indices()[0]]), np.array([7.0]))
+    idx, w = rep.sampler.sample(4, 0.5, np.random.default_rng(0))
+    assert rep.buffer.valid.reshape(-1)[idx].all() and np.all(w <= 1.0)
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_every_agent_takes_a_step_on_frames(algo: str) -> None:
+    torch.manual_seed(0)
+    cfg = agent_config(algo, "cpu", {"hidden": 32})
+    agent = ALGOS[algo][0](cfg, (4, 84, 84), 4, torch.device("cpu"), num_components=2)
+    rep = AgentReplay(100, (4, 84, 84), n_step=cfg.n_step, gamma=cfg.gamma, prioritized=cfg.prioritized,
+                      num_sub_rewards=2 if agent.needs_sub_rewards else 0, sequence=agent.needs_sequence)
+    rng = np.random.default_rng(0)
+    rep.start(np.array([0]), rng.integers(0, 255, (1, 4, 84, 84), dtype=np.uint8))
+    for t in range(20):
+        r = float(t % 5 == 0)
+        rep.add(np.array([0]), np.array([t % 4]), np.array([r], np.float32), np.array([t == 19]), np.array([False]),
+                rng.integers(0, 255, (1, 4, 84, 84), dtype=np.uint8), np.array([[r, -r]], np.float32))
+    batch = rep.sample(8, rng, torch.device("cpu"))
+    if agent.needs_reward_batch:
+        batch.extra["dec_obs"], batch.extra["dec_reward"] = rep.reward_batch(8, rng, torch.device("cpu"))
+    before = [p.detach().clone() for p in agent.online.parameters()]
+    priorities, metrics = agent.update(batch)
+    assert priorities.shape == (8,) and np.all(np.isfinite(priorities)) and np.isfinite(metrics["loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.online.parameters(), strict=True))
+    actions = agent.act(rng.integers(0, 255, (3, 4, 84, 84), dtype=np.uint8), 0.0, rng)
+    assert actions.shape == (3,) and actions.max() < 4
