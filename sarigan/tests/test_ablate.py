@@ -9,7 +9,8 @@ from sarigan.data import load_shapes
 
 def test_ablation_rows_and_tables(tmp_path: Path) -> None:
     data = load_shapes(8, n=256, seed=0)
-    kwargs = dict(data=data, label_steps=20, n_eval=32, n_seeds=2, cache_dir=tmp_path / "cache", log=lambda m: None)
+    kwargs = dict(data=data, label_steps=5, n_eval=32, n_seeds=2, cache_dir=tmp_path / "cache",
+                  overrides={"fd_every": 0}, log=lambda m: None)
     rows = run_ablation("shapes", "tiny", 0.016, tmp_path / "abl", rows=["stylegan2", "sarigan"], **kwargs)
     assert [r["row"] for r in rows] == ["stylegan2", "sarigan"]
     assert rows[0]["grouping"] == "none" and rows[0]["mi_weight"] == 0 and rows[1]["grouping"] == "learned"

@@ -39,10 +39,12 @@ COLUMNS = ("row", "grouping", "mi_weight", "kimg", "iterations", "train_s", "fid
 def run_ablation(data_spec: str, preset: str, kimg: float, run_dir: Path, seed: int = 0,
                  device: torch.device | str = "cpu", rows: Sequence[str] = tuple(ROWS), n_eval: int = 1000,
                  n_seeds: int = 64, cache_dir: Path | None = None, label_steps: int = LABEL_NET_STEPS,
-                 data: ImageData | None = None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+                 data: ImageData | None = None, overrides: dict[str, Any] | None = None,
+                 log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Train and score each row; write ablation.csv, ablation.md and the per-row effect matrices.
 
-    ``data`` overrides loading ``data_spec`` (tests pass a small sample); ``label_steps`` trains the proxy LabelNet.
+    ``data`` overrides loading ``data_spec`` (tests pass a small sample); ``label_steps`` trains the proxy LabelNet;
+    ``overrides`` changes config fields of every row (the row's own settings win).
     """
     from sarigan.train import Trainer  # the core trainer (issue 6)
 
@@ -69,7 +71,7 @@ def run_ablation(data_spec: str, preset: str, kimg: float, run_dir: Path, seed: 
             results.append(json.loads(out.read_text()))
             log(f"[{name}] already done: {out}")
             continue
-        cfg = base.replace(kimg=kimg, **ROWS[name])
+        cfg = base.replace(kimg=kimg, **{**(overrides or {}), **ROWS[name]})
         run = RunDir(run_dir / name)
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config({"config": cfg, "data": data_spec, "seed": seed, "preset": preset, "row": name})
