@@ -142,7 +142,8 @@ def _ndcg_at_10(model, train: TrainData, test: np.ndarray) -> float:
     return float(evaluate(model.scores, train.matrix, sp.csr_matrix(test.astype(np.float32)), (10,))["NDCG@10"])
 
 
-FAST = {"irgan": {"d_epochs": 2, "g_epochs": 2, "d_regen_every": 1, "dim": 8, "learning_rate": 0.02, "g_user_batch": 8},
+FAST = {"irgan": {"d_epochs": 2, "g_epochs": 2, "d_regen_every": 1, "dim": 8, "learning_rate": 0.02, "g_user_batch": 8,
+                  "pretrain_dns_epochs": 0},
         "dns": {"dim": 8, "learning_rate": 0.02}, "warp": {"dim": 8, "learning_rate": 0.02},
         "aobpr": {"dim": 8, "learning_rate": 0.02, "rank_lambda": 5.0},
         "sa": {"dim": 8, "learning_rate": 0.02}, "cml": {"dim": 8, "learning_rate": 0.02},
@@ -173,7 +174,8 @@ def test_every_baseline_learns_planted_blocks(name: str) -> None:
 def test_irgan_resume_is_exact() -> None:
     """D's generated negatives and both optimisers are part of the checkpointed state."""
     data = _blocks()
-    cfg = IRGANConfig(dim=4, d_epochs=3, g_epochs=2, d_regen_every=2, batch_size=32, g_user_batch=16)
+    cfg = IRGANConfig(dim=4, d_epochs=3, g_epochs=2, d_regen_every=2, batch_size=32, g_user_batch=16,
+                      pretrain_dns_epochs=0)
     torch.manual_seed(0)
     a = IRGAN(data.n_users, data.n_items, cfg)
     gen = torch.Generator().manual_seed(1)
