@@ -5,9 +5,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from PIL import Image
+from test_groups import make_ckpt
 
 from sarigan.cli import main
-from test_groups import make_ckpt
 
 
 def test_cli_edit_one_group_and_sweep(tmp_path: Path) -> None:

@@ -6,12 +6,12 @@ import numpy as np
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from test_groups import make_ckpt
 
 from sarigan.cli import main
 from sarigan.config import get_preset
 from sarigan.networks import Generator
 from sarigan.project import ProjectConfig, noise_regularization, project
-from test_groups import make_ckpt
 
 
 def test_projection_fits_a_generated_image() -> None:
