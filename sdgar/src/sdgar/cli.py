@@ -356,10 +356,12 @@ def benchmark() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--parts", type=click.Choice(["both", "d", "g"]), default="both", show_default=True,
+              help="Time D epochs, generator steps, or both.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/scaling", show_default=True)
 @user_errors
 def benchmark_scaling(items: str, users: int, density: float, seed: int, device: str, threads: int | None,
-                      out: str) -> None:
+                      parts: str, out: str) -> None:
     """SD-GAR vs IRGAN seconds per D epoch and per generator step as #items grows (synthetic data): CSV + PNG."""
     import torch
 
@@ -371,7 +373,8 @@ def benchmark_scaling(items: str, users: int, density: float, seed: int, device:
         raise UserError(f"--items {items!r}: expected comma-separated integers") from None
     if threads:
         torch.set_num_threads(threads)
-    scaling_benchmark(sizes, users, density, seed, device, Path(out), echo=click.echo)
+    scaling_benchmark(sizes, users, density, seed, device, Path(out), echo=click.echo,
+                      parts=("d", "g") if parts == "both" else (parts,))
 
 
 if __name__ == "__main__":
