@@ -45,8 +45,10 @@ def test_train_writes_run_dir_and_generate_reads_it(tmp_path) -> None:
     # a second train into the same run dir is refused; --resume continues it to a larger budget
     _, again = _train(tmp_path, "--kimg", "0.04")
     assert again.exit_code != 0 and "--resume" in again.output
+    refused = CliRunner().invoke(main, ["train", "--resume", str(run), "--set", "groups=2"])
+    assert refused.exit_code != 0 and "groups=2" in refused.output
     result = CliRunner().invoke(main, ["train", "--resume", str(run), "--kimg", "0.08", "--device", "cpu",
-                                       "--threads", "1"])
+                                       "--threads", "1", "--set", "max_minutes=30"])
     assert result.exit_code == 0, result.output
     assert "resumed from" in result.output and "at iteration 5" in result.output
     steps = [r["step"] for r in csv.DictReader((run / "metrics.csv").open())]

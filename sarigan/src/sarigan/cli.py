@@ -59,6 +59,9 @@ def _overrides(cfg: SariGANConfig, pairs: tuple[str, ...]) -> SariGANConfig:
     return cfg.replace(**changes)
 
 
+RESUME_SETTABLE = ("kimg", "max_minutes", "fd_every", "fd_samples", "sample_every", "ckpt_every", "log_every")
+
+
 def _init_distributed(device_spec: str) -> tuple[int, int, torch.device]:
     """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: nccl on CUDA, gloo on CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -108,6 +111,11 @@ def train(data_spec: str, preset: str, kimg: float | None, run_dir: str | None, 
             cfg = SariGANConfig.from_dict(saved["config"])
             if kimg is not None:
                 cfg = cfg.replace(kimg=kimg)
+            bad = [p for p in sets if p.partition("=")[0] not in RESUME_SETTABLE]
+            if bad:
+                raise click.ClickException(f"--set {bad[0]!r}: on --resume only {', '.join(RESUME_SETTABLE)} "
+                                           "may change")
+            cfg = _overrides(cfg, sets)
             data_spec, seed = saved["data"], saved["seed"]
             latest = CheckpointManager(run.checkpoints).latest()
             if latest is None:
