@@ -4,7 +4,7 @@ Per grouped layer: the hard assignment channel → group used in the forward pas
 affinity graph S = σ(50·(P − τ)) built from the previous layer's kernel cosine similarity P, its balance against
 the target C²/G, the current L_sim / L_bal, how confident the soft assignment is, and whether the groups really
 gather similar kernels (mean P within groups vs between groups). A heatmap per layer shows P and S with channels
-sorted by group.
+sorted by group (lines mark the group boundaries).
 """
 
 from __future__ import annotations
@@ -86,19 +86,19 @@ def save_heatmap(G: Generator, layer: int, info: dict[str, Any], path: Path) -> 
     index = torch.tensor(info["assignment"])
     order = torch.argsort(index, stable=True)
     p = _previous(G, layer).conv.kernel_similarity().cpu()
-    panels = [("kernel cosine similarity P", p, (-1.0, 1.0), "RdBu_r")]
+    panels = [("kernel cosine similarity P", p, (-1.0, 1.0), "RdBu_r", "k")]
     if module.mode == "learned":
         s = module.grouping.affinity(p.to(module.grouping.theta.device)).cpu()
-        panels.append((f"affinity S = σ(50(P − τ)), τ = {info['tau']:.3f}", s, (0.0, 1.0), "viridis"))
+        panels.append((f"affinity S = σ(50(P − τ)), τ = {info['tau']:.3f}", s, (0.0, 1.0), "viridis", "w"))
     same = (index[:, None] == index[None, :]).float()
-    panels.append(("hard co-assignment", same, (0.0, 1.0), "Greys"))
+    panels.append(("hard co-assignment", same, (0.0, 1.0), "Greys", "tab:red"))
     bounds = np.cumsum(np.bincount(index.numpy(), minlength=info["groups"]))[:-1]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2))
-    for ax, (title, m, (lo, hi), cmap) in zip(axes, panels, strict=True):
+    for ax, (title, m, (lo, hi), cmap, line) in zip(axes, panels, strict=True):
         im = ax.imshow(m[order][:, order].numpy(), vmin=lo, vmax=hi, cmap=cmap, interpolation="nearest")
         for b in bounds:
-            ax.axhline(b - 0.5, color="w", lw=0.6)
-            ax.axvline(b - 0.5, color="w", lw=0.6)
+            ax.axhline(b - 0.5, color=line, lw=0.6)
+            ax.axvline(b - 0.5, color=line, lw=0.6)
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
