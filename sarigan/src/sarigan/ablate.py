@@ -71,7 +71,8 @@ def run_ablation(data_spec: str, preset: str, kimg: float, run_dir: Path, seed: 
             results.append(json.loads(out.read_text()))
             log(f"[{name}] already done: {out}")
             continue
-        cfg = base.replace(kimg=kimg, **{**(overrides or {}), **ROWS[name]})
+        # every row gets exactly ``kimg`` (a preset's wall-clock cap would give the rows unequal budgets)
+        cfg = base.replace(kimg=kimg, max_minutes=0.0, **{**(overrides or {}), **ROWS[name]})
         run = RunDir(run_dir / name)
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config({"config": cfg, "data": data_spec, "seed": seed, "preset": preset, "row": name})
