@@ -50,6 +50,14 @@ def test_run_compare_writes_table_csv_and_plot(tmp_path) -> None:
     assert result.target == pytest.approx(0.9 * best["NDCG@50_mean"])
     assert (tmp_path / "ndcg50_vs_time.png").stat().st_size > 1000
     assert (tmp_path / "als-seed1" / "metrics.csv").is_file()
+    # a second comparison with one more seed reuses the four finished runs and trains only the new ones
+    log: list[str] = []
+    again = run_compare(data, ["bpr", "als"], [0, 1, 2], tmp_path, epochs={"bpr": 4, "als": 4},
+                        train_overrides={"eval_every": 2, "threads": 1}, echo=log.append)
+    assert sum("reusing" in line for line in log) == 4
+    assert len(again.runs) == 6
+    pd.testing.assert_frame_equal(again.runs[again.runs.seed < 2].drop(columns="time_to_target").reset_index(drop=True),
+                                  runs.drop(columns="time_to_target"), check_dtype=False)
 
 
 def test_cli_compare_and_errors(tmp_path) -> None:

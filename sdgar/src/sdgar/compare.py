@@ -8,11 +8,16 @@ validation split with ``--valid-frac``). Outputs in ``<out>/``:
 - ``summary.csv`` and ``table.md``: mean ± std over seeds per model, plus training time and *time to quality*
   (training seconds, evaluations excluded, until a run first reaches the target NDCG@50);
 - ``ndcg50_vs_time.png``: test NDCG@50 at each evaluation against cumulative training time, one line per run.
+
+A finished run leaves ``result.json`` in its folder; running the same comparison again (or with more models or
+seeds) reuses every finished run whose configuration is unchanged, and starts unfinished ones over.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,14 +86,25 @@ def run_compare(data: dict[str, Any], models: Sequence[str], seeds: Sequence[int
     out.mkdir(parents=True, exist_ok=True)
     rows, curves = [], {}
     for (model, seed), config in configs.items():
-        echo(f"\n=== {model}, seed {seed} ===")
-        run = RunDir.create(out, f"{model}-seed{seed}", exist_ok=True)
-        result = train(config, dataset, run, echo=echo)
-        curves[(model, seed)] = curve(run.path)
-        test_metrics = {k: v for k, v in result.best.items() if not k.startswith("valid_")}
-        rows.append({"model": model, "seed": seed, "best_epoch": result.best_epoch,
-                     "train_seconds": float(curves[(model, seed)]["train_seconds"].iloc[-1]),
-                     "wall_seconds": result.seconds, **test_metrics})
+        folder = out / f"{model}-seed{seed}"
+        done = folder / "result.json"
+        config_json = json.loads(json.dumps(config.to_dict()))
+        if done.is_file() and json.loads(done.read_text()).get("config") == config_json:
+            echo(f"\n=== {model}, seed {seed}: reusing the finished run in {folder} ===")
+            row = json.loads(done.read_text())["row"]
+        else:
+            echo(f"\n=== {model}, seed {seed} ===")
+            if folder.exists():  # an unfinished or different earlier run: start it over
+                shutil.rmtree(folder)
+            run = RunDir.create(out, folder.name)
+            result = train(config, dataset, run, echo=echo)
+            test_metrics = {k: v for k, v in result.best.items() if not k.startswith("valid_")}
+            row = {"model": model, "seed": seed, "best_epoch": result.best_epoch,
+                   "train_seconds": float(curve(folder)["train_seconds"].iloc[-1]), "wall_seconds": result.seconds,
+                   **test_metrics}
+            done.write_text(json.dumps({"config": config_json, "row": row}))
+        curves[(model, seed)] = curve(folder)
+        rows.append(row)
     runs = pd.DataFrame(rows)
     means = runs.groupby("model", sort=False)[CURVE_METRIC].mean()
     if target is None:  # default: 90% of the best model's mean NDCG@50

@@ -77,8 +77,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "demo": {  # small synthetic run: official constants, fewer epochs, evaluated often so learning shows
         "data": {"synthetic_size": "demo"},
-        "train": {"epochs": 20, "eval_every": 2},
-        "model": {"sdgar": {"gen_every": 2}},
+        "train": {"epochs": 30, "eval_every": 3},
+        "model": {"sdgar": {"gen_every": 3}},
     },
 }
 
