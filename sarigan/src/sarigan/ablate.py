@@ -79,7 +79,7 @@ def run_ablation(data_spec: str, preset: str, kimg: float, run_dir: Path, seed: 
         log(f"[{name}] training {cfg.grouping} grouping, mi_weight {cfg.mi_weight}, {kimg} kimg on {data.name}")
         t0 = time.perf_counter()
         trainer = Trainer(cfg, data, device, seed)
-        trainer.fit(kimg, run, log=lambda m, n=name: log(f"[{n}] {m}"))
+        trainer.fit(kimg, run, extra={"data": data_spec}, log=lambda m, n=name: log(f"[{n}] {m}"))
         train_s = time.perf_counter() - t0
         G = trainer.G_ema.eval()
         seed_everything(seed)
