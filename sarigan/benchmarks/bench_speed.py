@@ -2,7 +2,8 @@
 grouping=none (the StyleGAN2 path), measured in one run. Target: SariGAN ≤ 1.3× StyleGAN2.
 
 Timings are interleaved (blocks of iterations alternate between the models), so that a shared, noisy CPU slows
-both alike. Peak memory: CUDA max_memory_allocated, or on CPU the peak RSS of a fresh subprocess per model.
+both alike. Peak memory: CUDA max_memory_allocated, or on CPU the peak RSS of a fresh subprocess per model
+during training steps (and how far it rose above the RSS after set-up).
 
     .venv/bin/python sarigan/benchmarks/bench_speed.py --preset cpu16 --iters 40
 """
@@ -11,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from neurips20_common import select_device
@@ -33,18 +34,32 @@ def _trainer(preset: str, grouping: str, device: torch.device, batch: int | None
     return Trainer(cfg, load_shapes(cfg.resolution, n=2048), device, seed=0)
 
 
+def _status_mib(field: str) -> float:
+    """VmRSS / VmHWM of this process from /proc (Linux), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _peak_memory_worker(args: argparse.Namespace) -> None:
     device = select_device(args.device)
     torch.set_num_threads(args.threads)
     tr = _trainer(args.preset, args.worker, device, args.batch)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tr.train_step()
+    before = _status_mib("VmRSS")
+    try:  # reset the high-water mark, so the peak below is the training steps' own (Linux ≥ 4.0)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
     for _ in range(tr.cfg.d_reg_every + 1):  # covers the R1 and path-length steps
         tr.train_step()
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
+        print(json.dumps({"peak_mib": peak, "train_mib": peak}))
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB → MiB (Linux)
-    print(json.dumps({"peak_mib": peak, "train_mib": peak - (0 if device.type == "cuda" else before)}))
+        peak = _status_mib("VmHWM")
+        print(json.dumps({"peak_mib": peak, "train_mib": peak - before}))
 
 
 def main() -> None:
