@@ -103,3 +103,12 @@ def test_unmasked_regressor_has_no_mask_losses() -> None:
     out = model(torch.rand(4, 3))
     _, logs = decomposition_loss(out, torch.zeros(4), cfg)
     assert "L_mini" not in logs and (out["masks"] == 1).all()
+
+
+def test_sign_constrained_heads() -> None:
+    torch.manual_seed(0)
+    cfg = DecompositionConfig(K=3, mask_type="const", hidden=8, head_signs="+,-,0")
+    out = RewardDecomposition(cfg, n_features=3)(torch.randn(256, 3) * 10)["sub_rewards"]
+    assert (out[:, 0] >= 0).all() and (out[:, 1] <= 0).all()
+    with pytest.raises(ValueError):
+        RewardDecomposition(DecompositionConfig(K=2, head_signs="+"), n_features=3)

@@ -34,6 +34,7 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.option("--lambda-div1", type=float, help="Weight of L_div1 [1e-2].")
 @click.option("--lambda-div2", type=float, help="Weight of L_div2 (decorrelation) [0].")
 @click.option("--lambda-zero", type=float, help="Weight of the zero-reward term [1.0].")
+@click.option("--head-signs", help="Sign constraint per channel, e.g. '+,-' (MuDE) [none].")
 @click.option("--reward-target", type=click.Choice(["clipped", "raw"]), help="Regression target [clipped].")
 @click.option("--reward-input", type=click.Choice(["next", "current_action"]),
               help="Predict r_t from s_{t+1}, or from s_t and a_t [next].")
@@ -99,10 +100,11 @@ def decompose(env_id: str, preset: str, run_dir: str | None, resume_dir: str | N
 @click.option("--iters", type=int, default=None, help="Updates per model [3000].")
 @click.option("--variants", default="rd2,rd2_no_mini,rd2_no_div1,unmasked_k_heads", show_default=True)
 @click.option("--mask-gate", type=click.Choice(["product", "shuffle"]), default=None, help="[toy preset]")
+@click.option("--jobs", type=int, default=1, show_default=True, help="Seeds run in parallel processes.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default="runs/toy/table1.csv",
               show_default=True, help="CSV of the per-variant summary (per-seed rows go beside it).")
 def toy(seeds: int, size: int, distractors: int, magnitudes: str, chase_prob: float, iters: int | None,
-        variants: str, mask_gate: str | None, out_path: str) -> None:
+        variants: str, mask_gate: str | None, jobs: int, out_path: str) -> None:
     """Monster-Treasure toy game: a Table-1-style comparison of RD2 and ablations over seeds.
 
     Example: rd2 toy --seeds 5
@@ -130,7 +132,7 @@ def toy(seeds: int, size: int, distractors: int, magnitudes: str, chase_prob: fl
         cfg.iters = iters
     if mask_gate:
         cfg.decomposition = dataclasses.replace(cfg.decomposition, mask_gate=mask_gate)
-    rows = run_toy(cfg, list(range(seeds)), names, log=click.echo)
+    rows = run_toy(cfg, list(range(seeds)), names, log=click.echo, jobs=jobs)
     table = pd.DataFrame(summarize(rows))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

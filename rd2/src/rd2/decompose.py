@@ -173,7 +173,7 @@ def run_decompose(cfg: DecomposeConfig, run: RunDir, device: torch.device, resum
     running = RunningMean()
     bar = progress(total=cfg.iters, initial=start, desc=f"decompose {spec.game}", unit="upd",
                    disable=None if show_progress else True)
-    t0, done_since = time.perf_counter(), 0
+    t0, c0, done_since = time.perf_counter(), time.process_time(), 0
     purity = float("nan")
     for it in range(start, cfg.iters):
         idx = replay.sample_indices(cfg.batch_size, gens["numpy"], balance=cfg.balance,
@@ -190,9 +190,12 @@ def run_decompose(cfg: DecomposeConfig, run: RunDir, device: torch.device, resum
         if step % cfg.eval_every == 0 or step == cfg.iters:
             purity = purity_now()
             ups = done_since / (time.perf_counter() - t0)
-            metrics.log({"step": step, **running.means(), "purity": purity, "updates_per_s": ups})
+            # CPU seconds per update (all threads): wall time on a shared machine says little, this does.
+            cpu = (time.process_time() - c0) / done_since
+            metrics.log({"step": step, **running.means(), "purity": purity, "updates_per_s": ups,
+                         "cpu_s_per_update": cpu})
             running.reset()
-            t0, done_since = time.perf_counter(), 0
+            t0, c0, done_since = time.perf_counter(), time.process_time(), 0
             bar.set_postfix(upd_s=f"{ups:.1f}", purity=f"{purity:.3f}", loss=f"{terms['L_sum']:.3f}")
         if step % cfg.ckpt_every == 0 or step == cfg.iters:
             save(step)

@@ -38,6 +38,9 @@ class DecompositionConfig:
     # half-open mask passes half the information and a head cannot undo a small mask by scaling its weights;
     # mask values then measure feature use (a noisy-channel reading of "minimal sufficient sub-state").
     mask_gate: str = "product"
+    # Optional sign constraint per channel, e.g. "+,-" ([CODE] MuDE: ReLU output for the positive channel, clamp to
+    # ≤ 0 for the negative one); "" = unconstrained (default). "0" leaves that channel unconstrained.
+    head_signs: str = ""
     action_input: bool = False  # heads also read a one-hot a_t (toy: True; Atari default predicts from s_{t+1})
     mask_init: float = 0.0  # initial mask logit (sigmoid 0.5, like MuDE's initmask 0.5)
     mask_init_noise: float = 0.1  # logit noise that breaks the symmetry between channels
@@ -120,6 +123,10 @@ class RewardDecomposition(nn.Module):
             nn.Sequential(nn.Linear(n_features + extra, cfg.hidden), act(), nn.Linear(cfg.hidden, cfg.hidden), act(),
                           nn.Linear(cfg.hidden, 1))
             for _ in range(cfg.K))
+        signs = [t.strip() for t in cfg.head_signs.split(",")] if cfg.head_signs else ["0"] * cfg.K
+        if len(signs) != cfg.K or any(t not in ("+", "-", "0") for t in signs):
+            raise ValueError(f"head_signs {cfg.head_signs!r}: give K={cfg.K} comma-separated entries from +, -, 0")
+        self.signs = signs
 
     def features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.torso is None:
@@ -151,7 +158,10 @@ class RewardDecomposition(nn.Module):
                 if action is None:
                     raise ValueError("this decomposition reads the action: pass action=")
                 inp = torch.cat([inp, F.one_hot(action.long(), self.n_actions).float()], dim=1)
-            outs.append(head(inp))
+            y = head(inp)
+            if self.signs[k] != "0":
+                y = F.relu(y) if self.signs[k] == "+" else -F.relu(-y)
+            outs.append(y)
         return {"sub_rewards": torch.cat(outs, dim=1), "masks": masks, "features": x}
 
 
