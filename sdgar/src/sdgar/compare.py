@@ -202,23 +202,29 @@ def _timed(fn: Callable[[], Any], device: Any) -> float:
     return time.perf_counter() - start
 
 
-def scaling_row(n_items: int, users: int, density: float, seed: int, device: Any,
-                parts: Sequence[str] = ("d", "g")) -> dict[str, Any]:
-    """One size of :func:`scaling_benchmark`: build the data and models, time one epoch of each part."""
-    import torch
-
+def scaling_data(n_items: int, users: int, density: float, seed: int) -> Any:
+    """Synthetic training pairs (the core low-rank generator, ⌈20%⌉ held out) with exactly ``n_items`` items."""
     from sdgar.data.dataset import csr
     from sdgar.data.split import per_user_split
     from sdgar.data.synthetic import SyntheticSpec, generate
     from sdgar.models.base import TrainData
-    from sdgar.models.irgan import IRGAN
-    from sdgar.models.sdgar import SDGAR
 
     spec = SyntheticSpec(n_users=users, n_items=n_items, n_interactions=round(users * n_items * density), seed=seed)
     df = generate(spec)  # ids kept as generated, so the catalogue has exactly n_items items (some never seen)
     u, i = df["user"].to_numpy(), df["item"].to_numpy()
     held = per_user_split(u, 0.2, np.random.default_rng(seed))
-    train_data = TrainData(csr(u[~held], i[~held], (users, n_items)))
+    return TrainData(csr(u[~held], i[~held], (users, n_items)))
+
+
+def scaling_row(n_items: int, users: int, density: float, seed: int, device: Any,
+                parts: Sequence[str] = ("d", "g")) -> dict[str, Any]:
+    """One size of :func:`scaling_benchmark`: build the data and models, time one epoch of each part."""
+    import torch
+
+    from sdgar.models.irgan import IRGAN
+    from sdgar.models.sdgar import SDGAR
+
+    train_data = scaling_data(n_items, users, density, seed)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     torch.manual_seed(seed)
