@@ -12,6 +12,7 @@ from sarigan.metrics.disentanglement import (
     edit_units,
     effect_matrix,
     evaluate_disentanglement,
+    exclusivity,
     format_matrix,
     real_pair_baseline,
 )
@@ -46,6 +47,8 @@ def test_concentration_math() -> None:
     gaps, top = concentration(effects)
     np.testing.assert_allclose(gaps, [0.5, 0.0, 0.0])
     assert top[0] == 0
+    excl = exclusivity(effects, np.array([0, 1, 0]))
+    np.testing.assert_allclose(excl, [1.0 / 1.7, 0.5 / 0.7, 0.2 / 1.7])
 
 
 def test_units_partition_every_layer(predictor) -> None:

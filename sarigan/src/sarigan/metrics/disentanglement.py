@@ -110,6 +110,14 @@ def concentration(effects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (top - second) / np.maximum(top, 1e-12), order[0]
 
 
+def exclusivity(effects: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Per factor: the share of its top unit's total effect that goes to this factor (1/F = moves all factors
+    alike, 1 = moves only this one). Complements the concentration gap, which a unit that breaks everything
+    can also win."""
+    rows = effects[top]  # [F, F]: row k = effects of factor k's top unit
+    return np.diag(rows) / np.maximum(rows.sum(1), 1e-12)
+
+
 def as_layer_group_matrix(effects: np.ndarray, units: list[EditUnit], n_layers: int, n_groups: int) -> np.ndarray:
     """[layers, groups, factors] with NaN for empty groups."""
     out = np.full((n_layers, n_groups, effects.shape[1]), np.nan)
@@ -145,6 +153,7 @@ def evaluate_disentanglement(G: Generator, net: LabelNet, real_images: torch.Ten
         else "model groups", "n_seeds": n_seeds, "deltas": list(deltas), "factors": factors,
         "score": float(gaps.mean()),
         "concentration": {f: float(v) for f, v in zip(factors, gaps, strict=True)},
+        "exclusivity": {f: float(v) for f, v in zip(factors, exclusivity(effects, top), strict=True)},
         "top_unit": {f: {"layer": unit_list[i].layer, "group": unit_list[i].group, "effect": float(effects[i, k])}
                      for k, (f, i) in enumerate(zip(factors, top, strict=True))},
         "mean_effect": {f: float(v) for f, v in zip(factors, effects.mean(0), strict=True)},
