@@ -39,11 +39,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
-def test_train_writes_run_dir_and_refuses_to_overwrite(trained: Path) -> None:
+def test_train_writes_run_dir_and_never_overwrites(trained: Path) -> None:
     assert (trained / "config.json").is_file() and (trained / "metrics.csv").is_file()
     assert (trained / "checkpoints" / "best.pt").is_file()
     again = run("train", "--data", "synthetic", "--epochs", "1", "--run-dir", str(trained), *FAST)
-    assert again.exit_code != 0 and "--resume" in again.output
+    assert again.exit_code == 0 and "--resume" in again.output
+    assert (trained.parent / f"{trained.name}-2" / "checkpoints").is_dir()  # the first run is left alone
     more = run("train", "--resume", str(trained), "--epochs", "3")
     assert more.exit_code == 0, more.output
     assert "epoch 3/3" in more.output

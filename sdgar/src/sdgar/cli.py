@@ -130,10 +130,11 @@ def train(data: str | None, data_root: str | None, fmt: str, synthetic_size: str
             run = RunDir.create("runs", name)
         else:
             path = Path(run_dir)
-            if (path / "checkpoints").is_dir() and any((path / "checkpoints").iterdir()):
-                raise UserError(f"{path} already holds a run; continue it with --resume {path}, or pick another "
-                                "--run-dir")
-            run = RunDir.create(path.parent, path.name, exist_ok=True)
+            taken = (path / "checkpoints").is_dir() and any((path / "checkpoints").iterdir())
+            run = RunDir.create(path.parent, path.name, exist_ok=not taken)  # never overwrite: add -2, -3 ...
+            if taken:
+                click.echo(f"{path} already holds a run (continue it with --resume {path}); "
+                           f"this run goes to {run.path}")
     else:
         run.write_config(config.to_dict())
     run_training(config, dataset, run, resume=resume is not None, echo=click.echo)
