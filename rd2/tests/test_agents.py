@@ -125,10 +125,11 @@ def test_prioritized_replay_tracks_valid_slots() -> None:
     assert rep.buffer.valid.reshape(-1)[idx].all() and np.all(w <= 1.0)
 
 
-@pytest.mark.parametrize("algo", sorted(ALGOS))
+@pytest.mark.parametrize("algo", [*sorted(ALGOS), "rd2-aux"])
 def test_every_agent_takes_a_step_on_frames(algo: str) -> None:
     torch.manual_seed(0)
-    cfg = agent_config(algo, "cpu", {"hidden": 32})
+    algo, _, mode = algo.partition("-")
+    cfg = agent_config(algo, "cpu", {"hidden": 32, **({"mode": mode} if mode else {})})
     agent = ALGOS[algo][0](cfg, (4, 84, 84), 4, torch.device("cpu"), num_components=2)
     rep = AgentReplay(100, (4, 84, 84), n_step=cfg.n_step, gamma=cfg.gamma, prioritized=cfg.prioritized,
                       num_sub_rewards=2 if agent.needs_sub_rewards else 0, sequence=agent.needs_sequence)
