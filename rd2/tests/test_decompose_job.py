@@ -68,3 +68,16 @@ def test_cli_toy_writes_table(tmp_path) -> None:
     table = pd.read_csv(out)
     assert table["variant"].tolist() == ["rd2", "unmasked_k_heads"]
     assert {"channel_accuracy_mean", "sub_reward_mse_mean", "masks_recovered", "sum_mse_mean"} <= set(table.columns)
+
+
+def test_clear_run_dir_removes_only_job_files(tmp_path) -> None:
+    from rd2.decompose import clear_run_dir
+
+    run = RunDir.create(tmp_path, "r")
+    for name in ("config.json", "purity.json", "masks.png", "notes.txt"):
+        run.file(name).write_text("x")
+    run.checkpoints.mkdir()
+    (run.checkpoints / "ckpt-000000002.pt").write_text("x")
+    clear_run_dir(run)
+    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoints", "notes.txt"]
+    assert not list(run.checkpoints.iterdir())

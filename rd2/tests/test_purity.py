@@ -26,14 +26,14 @@ def test_three_channels_two_sources_and_mixed_case() -> None:
 
 
 def test_atari_labels_from_raw_values() -> None:
-    raw = np.array([80.0, 20.0, 0.0, 100.0, 20.0])
+    raw = np.array([100.0, 20.0, 0.0, 120.0, 20.0])
     labels, names, ok = source_labels(raw, "Gopher")
     assert names == ["gopher bonked", "hole filled"]
     assert labels.tolist() == [0, 1, -1, -1, 1] and ok.tolist() == [True, True, False, False, True]
     sub = np.array([[0.9, 0.1], [0.2, 0.8], [0, 0], [0.5, 0.5], [-0.1, 0.7]])
     assert assign_channels(sub).tolist() == [0, 1, 0, 0, 1]
     res = atari_purity(sub[raw != 0], raw[raw != 0], "Gopher")
-    assert res.purity == 1.0 and res.n == 3 and res.n_unlabelled == 1  # 100 = 80 + 20 in one step: left out
+    assert res.purity == 1.0 and res.n == 3 and res.n_unlabelled == 1  # 120 = 100 + 20 in one step: left out
     pong = atari_purity(np.array([[-1.0, 0.0], [0.0, 1.0]]), np.array([-1.0, 1.0]), "Pong")
     assert pong.purity == 1.0 and set(pong.as_dict()["mapping"].values()) == {"point lost", "point won"}
     unknown, names, _ = source_labels(np.array([5.0, 0.0, 7.0]), "NoSuchGame")

@@ -81,9 +81,12 @@ def decompose(env_id: str, preset: str, run_dir: str | None, resume_dir: str | N
                 run = RunDir.create(Path(run_dir).parent, Path(run_dir).name, exist_ok=True)
             else:
                 run = RunDir.create("runs", f"decompose-{game}")
-            if run.file("purity.json").exists() or run.checkpoints.is_dir():
-                raise UserError(f"{run.path} already holds a decompose run; use --resume {run.path} to continue it "
-                                "or pick another --run-dir")
+            if run.file("config.json").exists():
+                # A fresh run in an old run dir (e.g. `make demo` twice): drop only the files this job writes.
+                from rd2.decompose import clear_run_dir
+
+                click.echo(f"{run.path} holds an earlier decompose run: replacing it (use --resume to continue it)")
+                clear_run_dir(run)
             run.write_config(cfg)
         run_decompose(cfg, run, dev, resume=bool(resume_dir), show_progress=False if no_progress else None,
                       log=click.echo)

@@ -40,6 +40,19 @@ from rd2.replay import ReplayBuffer
 FMAP = (NatureTorso.out_channels, *NatureTorso.out_hw)
 
 
+RUN_FILES = ("config.json", "collection.json", "replay.npz", "metrics.csv", "sub_rewards.csv", "channel_stats.csv",
+             "purity.json", "masks.png", "scatter.png")
+
+
+def clear_run_dir(run: RunDir) -> None:
+    """Remove what an earlier decompose run wrote into ``run`` (nothing else)."""
+    for name in RUN_FILES:
+        run.file(name).unlink(missing_ok=True)
+    if run.checkpoints.is_dir():
+        for p in run.checkpoints.glob("*.pt"):
+            p.unlink()
+
+
 def build_model(cfg: DecomposeConfig, n_actions: int) -> RewardDecomposition:
     return RewardDecomposition(cfg.decomposition, n_features=int(np.prod(FMAP)), n_actions=n_actions,
                                torso=NatureTorso(), fmap_channels=FMAP[0])

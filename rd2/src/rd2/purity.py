@@ -15,9 +15,11 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 # Raw reward value -> source name (spec §6.2). Games not listed use each distinct nonzero raw value as a source.
+# Gopher: the spec (from MD3QN) says +80 for bonking the gopher, but ale-py's Gopher pays 100 (random play shows
+# 20, 100 and 120 = 100 + 20 in one step, never 80); both are listed.
 REWARD_SOURCES: dict[str, dict[float, str]] = {
     "Pong": {1.0: "point won", -1.0: "point lost"},
-    "Gopher": {80.0: "gopher bonked", 20.0: "hole filled"},
+    "Gopher": {100.0: "gopher bonked", 80.0: "gopher bonked", 20.0: "hole filled"},
     "UpNDown": {400.0: "enemy car destroyed", 100.0: "flag reached", 10.0: "alive"},
     "MsPacman": {10.0: "pellet", 200.0: "ghost", 400.0: "ghost", 800.0: "ghost", 1600.0: "ghost"},
 }
