@@ -58,6 +58,9 @@ def test_cli_errors_are_one_clear_message(tmp_path) -> None:
     assert res.exit_code != 0 and "does not exist" in res.output
     res = CliRunner().invoke(main, ["decompose", "--env", "NotAGame", "--run-dir", str(tmp_path / "x")])
     assert res.exit_code != 0 and "unknown Atari game" in res.output
+    res = CliRunner().invoke(main, ["decompose", "--env", "Pong", "--policy", "agent", "--agent-ckpt",
+                                    str(tmp_path / "nope.pt"), "--run-dir", str(tmp_path / "y")])
+    assert res.exit_code != 0 and "nope.pt does not exist" in res.output
 
 
 def test_cli_toy_writes_table(tmp_path) -> None:

@@ -58,21 +58,20 @@ def build_model(cfg: DecomposeConfig, n_actions: int) -> RewardDecomposition:
                                torso=NatureTorso(), fmap_channels=FMAP[0])
 
 
-def agent_policy(path: str, epsilon: float, n_actions: int, rng: np.random.Generator,
+def agent_policy(path: str, epsilon: float, game: str, n_actions: int, rng: np.random.Generator,
                  device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
-    """ε-greedy over a checkpointed agent: needs ``rd2.agents.load_policy(path, device) -> obs -> actions``."""
-    try:
-        from rd2.agents import load_policy  # provided by the agents package (issue #8)
-    except ImportError:
-        raise UserError("--agent-ckpt needs rd2.agents.load_policy, which this install does not have yet; "
-                        "use --policy random") from None
-    greedy = load_policy(path, device)
+    """ε-greedy over an agent checkpointed by ``rd2 train`` (same preprocessing: rd2.envs.make_env)."""
+    from rd2.train import load_agent
+
+    agent, tcfg, _ = load_agent(path, str(device))
+    if resolve_env_id(tcfg.env).game != game:
+        raise UserError(f"{path} is an agent for {tcfg.env}, not {game}; pass a checkpoint trained on {game}")
+    if agent.n_actions != n_actions:
+        raise UserError(f"{path}: the agent has {agent.n_actions} actions, the env {n_actions}")
 
     def act(obs: np.ndarray) -> np.ndarray:
-        a = np.asarray(greedy(obs)).copy()
-        explore = rng.random(len(a)) < epsilon
-        a[explore] = rng.integers(0, n_actions, size=int(explore.sum()))
-        return a
+        with torch.no_grad():
+            return agent.act(obs, epsilon, rng)
 
     return act
 
@@ -87,7 +86,7 @@ def collect(cfg: DecomposeConfig, spec: AtariSpec, device: torch.device, show: b
     if cfg.policy == "agent" or cfg.agent_ckpt:
         if not cfg.agent_ckpt:
             raise UserError("--policy agent needs --agent-ckpt PATH")
-        policy = agent_policy(cfg.agent_ckpt, cfg.epsilon, n_actions, rng, device)
+        policy = agent_policy(cfg.agent_ckpt, cfg.epsilon, spec.game, n_actions, rng, device)
     else:
         policy = random_policy(env.single_action_space, rng)
     col = Collector(env, replay, seed=cfg.seed)
