@@ -223,7 +223,15 @@ def train(env, algo, frames, preset, sets, num_components, seed, num_envs, eval_
                              save_buffer=save_buffer, sticky=sticky, num_components=num_components, device=device,
                              threads=threads, progress=progress)
         acfg = tr.agent_config(algo, preset, overrides)
+    import signal
+
+    def _stop(signum, frame):  # a SIGTERM stops training like Ctrl-C: the trainer saves a checkpoint first
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     summary = tr.train(cfg, acfg, run_dir=run_dir, resume=resume)
+    if summary.get("interrupted"):
+        click.echo(f"interrupted at frame {summary['frames']}: checkpoint {summary['checkpoint']} saved")
     click.echo(f"{cfg.algo} on {cfg.env}: {summary['frames']} frames, {summary['updates']} updates, "
                f"{summary['sps']:.0f} steps/s; last episode return {summary['last_return']:.1f}")
     if summary.get("exact_resume") is False:

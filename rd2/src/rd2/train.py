@@ -346,68 +346,72 @@ class Trainer:
         t0, s0 = time.perf_counter(), self.step
         sps = 0.0
         learned = self.agent.has_learned_rewards
-        while self.step < self.total_steps:
-            eps = self.epsilon()
-            actions = self.agent.act(obs, eps, self.rng)
-            results = [env.step(int(a)) for env, a in zip(self.envs, actions, strict=True)]
-            next_obs = np.stack([r[0] for r in results])
-            rewards = np.array([r[1] for r in results], np.float32)
-            term = np.array([r[2] for r in results])
-            trunc = np.array([r[3] for r in results])
-            subs = (np.stack([self.channels.split(r[1], r[4]) for r in results]) if self.channels.names
-                    else None)
-            # HRA learns from the clipped sub-rewards, like every agent learns from the clipped reward
-            self.replay.add(np.arange(n), actions, rewards, term, trunc, next_obs,
-                            None if subs is None else np.sign(subs))
-            hat = self.agent.learned_sub_rewards(obs, actions, next_obs) if learned else None
-            self.step += n
-            bar.update(n)
-            for i in range(n):
-                st = ep_stats[i]
-                st["return_raw"] += float(rewards[i])
-                st["return_clipped"] += float(np.sign(rewards[i]))
-                st["length"] += 1
-                if subs is not None:
-                    for name, v in zip(self.channels.names, subs[i], strict=True):
-                        st[f"ret_{name}"] += float(v)
-                if hat is not None:
-                    for k, v in enumerate(hat[i]):
-                        st[f"ret_hat{k}"] = st.get(f"ret_hat{k}", 0.0) + float(v)
-            # learning: one update per train_freq agent steps once the warm-up is over
-            if self.step >= max(self.warmup_until, acfg.batch_size):
-                self.pending += n
-                while self.pending >= acfg.train_freq:
-                    self._learn()
-                    self.pending -= acfg.train_freq
-            # target sync (on the step counter, so it is the same with any num_envs)
-            if (self.step // acfg.target_update) != ((self.step - n) // acfg.target_update):
-                self.agent.sync_target()
-            obs = next_obs
-            boundary0 = False
-            for i in np.flatnonzero(term | trunc):
-                st = ep_stats[i]
-                last_return = st["return_raw"]
-                elapsed = time.perf_counter() - t0
-                sps = (self.step - s0) / elapsed if elapsed > 0 else 0.0
-                progress_log.log({"step": self.step, "frames": self.step * self.skip, "env": int(i),
-                                  "episode": int(self.episodes[i]), **st, "epsilon": eps, "sps": sps,
-                                  "updates": self.updates, **self.means.means()})
-                self.means.reset()
-                self.episodes[i] += 1
-                obs[i] = self.reset_env(i)
-                ep_stats[i] = self._new_episode()
-                boundary0 |= i == 0
-            if self.next_eval and self.step >= self.next_eval:
-                self.evaluate(eval_log)
-                self.next_eval += cfg.eval_every // self.skip
-            if boundary0 and self.next_ckpt and self.step >= self.next_ckpt:
-                self.save(boundary=True)
-                while self.next_ckpt <= self.step:
-                    self.next_ckpt += cfg.ckpt_every // self.skip
-            if self.step % 200 < n:
-                elapsed = time.perf_counter() - t0
-                sps = (self.step - s0) / elapsed if elapsed > 0 else 0.0
-                bar.set_postfix(sps=f"{sps:.0f}", ret=f"{last_return:.1f}", eps=f"{eps:.2f}")
+        interrupted = False
+        try:
+            while self.step < self.total_steps:
+                eps = self.epsilon()
+                actions = self.agent.act(obs, eps, self.rng)
+                results = [env.step(int(a)) for env, a in zip(self.envs, actions, strict=True)]
+                next_obs = np.stack([r[0] for r in results])
+                rewards = np.array([r[1] for r in results], np.float32)
+                term = np.array([r[2] for r in results])
+                trunc = np.array([r[3] for r in results])
+                subs = (np.stack([self.channels.split(r[1], r[4]) for r in results]) if self.channels.names
+                        else None)
+                # HRA learns from the clipped sub-rewards, like every agent learns from the clipped reward
+                self.replay.add(np.arange(n), actions, rewards, term, trunc, next_obs,
+                                None if subs is None else np.sign(subs))
+                hat = self.agent.learned_sub_rewards(obs, actions, next_obs) if learned else None
+                self.step += n
+                bar.update(n)
+                for i in range(n):
+                    st = ep_stats[i]
+                    st["return_raw"] += float(rewards[i])
+                    st["return_clipped"] += float(np.sign(rewards[i]))
+                    st["length"] += 1
+                    if subs is not None:
+                        for name, v in zip(self.channels.names, subs[i], strict=True):
+                            st[f"ret_{name}"] += float(v)
+                    if hat is not None:
+                        for k, v in enumerate(hat[i]):
+                            st[f"ret_hat{k}"] = st.get(f"ret_hat{k}", 0.0) + float(v)
+                # learning: one update per train_freq agent steps once the warm-up is over
+                if self.step >= max(self.warmup_until, acfg.batch_size):
+                    self.pending += n
+                    while self.pending >= acfg.train_freq:
+                        self._learn()
+                        self.pending -= acfg.train_freq
+                # target sync (on the step counter, so it is the same with any num_envs)
+                if (self.step // acfg.target_update) != ((self.step - n) // acfg.target_update):
+                    self.agent.sync_target()
+                obs = next_obs
+                boundary0 = False
+                for i in np.flatnonzero(term | trunc):
+                    st = ep_stats[i]
+                    last_return = st["return_raw"]
+                    elapsed = time.perf_counter() - t0
+                    sps = (self.step - s0) / elapsed if elapsed > 0 else 0.0
+                    progress_log.log({"step": self.step, "frames": self.step * self.skip, "env": int(i),
+                                      "episode": int(self.episodes[i]), **st, "epsilon": eps, "sps": sps,
+                                      "updates": self.updates, **self.means.means()})
+                    self.means.reset()
+                    self.episodes[i] += 1
+                    obs[i] = self.reset_env(i)
+                    ep_stats[i] = self._new_episode()
+                    boundary0 |= i == 0
+                if self.next_eval and self.step >= self.next_eval:
+                    self.evaluate(eval_log)
+                    self.next_eval += cfg.eval_every // self.skip
+                if boundary0 and self.next_ckpt and self.step >= self.next_ckpt:
+                    self.save(boundary=True)
+                    while self.next_ckpt <= self.step:
+                        self.next_ckpt += cfg.ckpt_every // self.skip
+                if self.step % 200 < n:
+                    elapsed = time.perf_counter() - t0
+                    sps = (self.step - s0) / elapsed if elapsed > 0 else 0.0
+                    bar.set_postfix(sps=f"{sps:.0f}", ret=f"{last_return:.1f}", eps=f"{eps:.2f}")
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: keep what was learned
+            interrupted = True
         bar.close()
         final = self.save(boundary=False)
         for env in self.envs:
@@ -415,7 +419,7 @@ class Trainer:
         elapsed = time.perf_counter() - t0
         return {"step": self.step, "frames": self.step * self.skip, "updates": self.updates,
                 "sps": (self.step - s0) / elapsed if elapsed > 0 else 0.0, "checkpoint": str(final),
-                "last_return": last_return}
+                "last_return": last_return, "interrupted": interrupted}
 
     def _new_episode(self) -> dict[str, float]:
         st = {"return_raw": 0.0, "return_clipped": 0.0, "length": 0}
