@@ -2,6 +2,9 @@
 move each factor most (the figures the issue asks to look at).
 
     python sarigan/benchmarks/inspect_ablation.py runs/sarigan/ablate-demo-16kimg [--row sarigan] [--seeds 6]
+    python sarigan/benchmarks/inspect_ablation.py runs/sarigan/shapes-cpu16 --row .      # any shapes run dir
+
+A run without a disentanglement.json gets one computed first (shapes factor predictor, 64 seeds).
 
 Writes into <row>/inspect/: groups/ (JSON + heatmaps), edit_<factor>.png (rows = seeds, columns = group gain
 ×(1+δ), δ ∈ −1…+1.5, at the factor's top (layer, group)), sweep_layer<L>.png (all groups of that layer, one seed).
@@ -32,16 +35,26 @@ def main() -> None:
     torch.set_num_threads(1)
     row = args.run_dir / args.row
     dis_path = row / "disentanglement.json"
-    if not dis_path.is_file():
-        print(f"SKIP: {dis_path} does not exist; run `sarigan ablate` first")
+    if not row.is_dir():
+        print(f"SKIP: {row} does not exist; run `sarigan ablate` or `sarigan train --data shapes` first")
         sys.exit(0)
-    dis = json.loads(dis_path.read_text())
     G = load_generator(row)
+    if not dis_path.is_file():
+        from sarigan.data import load_shapes
+        from sarigan.metrics.disentanglement import evaluate_disentanglement, shapes_factor_predictor
+
+        real = load_shapes(G.cfg.resolution).images
+        dis = evaluate_disentanglement(G, shapes_factor_predictor(G.cfg.resolution), real, "model", 64)
+        dis["random_units_score"] = evaluate_disentanglement(G, shapes_factor_predictor(G.cfg.resolution), real,
+                                                             "random", 64)["score"]
+        dis_path.write_text(json.dumps(dis, indent=1))
+    dis = json.loads(dis_path.read_text())
     out = row / "inspect"
     write_report(G, out / "groups")
     print("\n".join(summary_lines(inspect_groups(G))))
     print(format_matrix(dis))
-    print(f"score {dis['score']:.3f}; top units: {json.dumps(dis['top_unit'])}")
+    print(f"score {dis['score']:.3f} (random units {dis.get('random_units_score', float('nan')):.3f}); "
+          f"exclusivity {json.dumps(dis.get('exclusivity'))}; top units: {json.dumps(dis['top_unit'])}")
     w = G.mapping(z_from_seeds(list(range(args.seeds)), G.cfg.z_dim))
     scales = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5]
     up = max(1, 64 // G.cfg.resolution)
