@@ -116,7 +116,7 @@ def train(data_spec: str, preset: str, kimg: float | None, run_dir: str | None, 
                 raise click.ClickException(f"--set {bad[0]!r}: on --resume only {', '.join(RESUME_SETTABLE)} "
                                            "may change")
             cfg = _overrides(cfg, sets)
-            data_spec, seed = saved["data"], saved["seed"]
+            data_spec, seed, preset = saved["data"], saved["seed"], saved.get("preset", preset)
             latest = CheckpointManager(run.checkpoints).latest()
             if latest is None:
                 raise click.ClickException(f"{run.checkpoints} holds no checkpoint to resume from")
