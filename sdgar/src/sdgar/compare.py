@@ -137,7 +137,7 @@ def markdown_table(summary: pd.DataFrame, target: float, data_name: str, n_seeds
     lines = [head, "", "| model | " + " | ".join(metrics) + " | train s | time to quality |",
              "|---|" + "---|" * (len(metrics) + 2)]
     for _, r in summary.iterrows():
-        cells = [f"{r[m + '_mean']:.4f} ± {r[m + '_std']:.4f}" for m in metrics]
+        cells = [f"{r[m + '_mean']:.4f}" + (f" ± {r[m + '_std']:.4f}" if r["seeds"] > 1 else "") for m in metrics]
         ttq = f"{r['time_to_target_mean']:.1f} s ({r['reached']}/{r['seeds']})" if r["reached"] else "not reached"
         lines.append(f"| {r['model']} | " + " | ".join(cells) + f" | {r['train_seconds_mean']:.1f} | {ttq} |")
     best = improvement(summary)
@@ -172,7 +172,9 @@ def plot_curves(curves: dict[tuple[str, int], pd.DataFrame], path: Path, data_na
         ax.plot(c["train_seconds"], c[CURVE_METRIC], marker=".", color=color, alpha=0.9 if seed == 0 else 0.4,
                 label=model if model not in [lbl for lbl in ax.get_legend_handles_labels()[1]] else None)
     ax.axhline(target, color="grey", ls="--", lw=0.8, label=f"target {target:.4f}")
-    ax.set_xscale("symlog" if any(np.nanmax(c["train_seconds"]) > 100 for c in curves.values()) else "linear")
+    spread = [c["train_seconds"] for c in curves.values() if len(c)]
+    if spread and min(x.min() for x in spread) > 0 and max(x.max() for x in spread) > 20 * min(x.min() for x in spread):
+        ax.set_xscale("log")  # models differ by orders of magnitude in speed
     ax.set_xlabel("training time (s, evaluation excluded)")
     ax.set_ylabel(f"test {CURVE_METRIC}")
     ax.set_title(f"{data_name}: {CURVE_METRIC} vs training time")
@@ -292,8 +294,9 @@ def plot_scaling(df: pd.DataFrame, path: Path, device: str) -> None:
     ax.set(xscale="log", yscale="log", xlabel="#items", ylabel="seconds", title=f"time per epoch ({device})")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    ax2.plot(df["items"], df["d_ratio"], "C2-o", label="D: IRGAN / SD-GAR")
-    ax2.plot(df["items"], df["g_ratio"], "C3--s", label="G: IRGAN / SD-GAR")
+    for col, style, label in [("d_ratio", "C2-o", "D: IRGAN / SD-GAR"), ("g_ratio", "C3--s", "G: IRGAN / SD-GAR")]:
+        if df[col].notna().any():
+            ax2.plot(df["items"], df[col], style, label=label)
     ax2.set(xscale="log", xlabel="#items", ylabel="speed-up of SD-GAR (×)", title="IRGAN time / SD-GAR time")
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3, which="both")
