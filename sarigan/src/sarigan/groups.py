@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sarigan.edit import layer_resolution
 from sarigan.networks import Generator, StyledConv
 
 
@@ -35,8 +36,6 @@ def _within_between(matrix: torch.Tensor, index: torch.Tensor) -> tuple[float, f
 
 @torch.no_grad()
 def inspect_layer(G: Generator, layer: int) -> dict[str, Any]:
-    from sarigan.edit import layer_resolution
-
     module = G.styled_layers()[layer]
     c = module.conv.weight.shape[1]
     info: dict[str, Any] = {"layer": layer, "resolution": layer_resolution(G, layer), "latent_index": layer + 1,

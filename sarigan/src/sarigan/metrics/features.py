@@ -267,7 +267,8 @@ def label_net_accuracy(net: LabelNet, images: torch.Tensor, labels: dict[str, np
     return out
 
 
-def _cache_dir(cache_dir: Path | None) -> Path:
+def cache_root(cache_dir: Path | None = None) -> Path:
+    """``cache_dir``, else $SARIGAN_CACHE, else ~/.cache/sarigan (label nets and reference statistics)."""
     return Path(cache_dir) if cache_dir else Path(os.environ.get("SARIGAN_CACHE", Path.home() / ".cache" / "sarigan"))
 
 
@@ -279,7 +280,7 @@ def load_or_train_label_net(images: torch.Tensor, labels: dict[str, np.ndarray],
     meta = {"dataset": dataset, "resolution": int(images.shape[-1]), "n": int(images.shape[0]), "steps": steps,
             "seed": seed, "heads": {k: list(v) for k, v in factor_kinds(labels).items()}, "version": 1}
     key = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
-    path = _cache_dir(cache_dir) / "label_nets" / f"{dataset}-{images.shape[-1]}-{key}.pt"
+    path = cache_root(cache_dir) / "label_nets" / f"{dataset}-{images.shape[-1]}-{key}.pt"
     if path.is_file():
         try:
             net = LabelNet(images.shape[-1], factor_kinds(labels))

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sarigan.metrics.features import FeatureExtractor
+from sarigan.metrics.features import FeatureExtractor, cache_root
 from sarigan.metrics.frechet import feature_stats, frechet_distance
 from sarigan.metrics.kid import kid
 
@@ -55,12 +55,6 @@ def fid_from_stats(a: GaussianStats, b: GaussianStats, eps: float = 1e-6) -> flo
 # ---------------------------------------------------------------------------------------------------------------
 # Reference statistics cached per (dataset, resolution, extractor protocol, n)
 # ---------------------------------------------------------------------------------------------------------------
-def default_cache_dir() -> Path:
-    import os
-
-    return Path(os.environ.get("SARIGAN_CACHE", Path.home() / ".cache" / "sarigan"))
-
-
 def _key(meta: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -80,7 +74,7 @@ def reference_stats(images: torch.Tensor, dataset: str, extractor: FeatureExtrac
     """
     meta = {"dataset": dataset, "resolution": int(images.shape[-1]), "n": int(min(n, images.shape[0])),
             "seed": seed, "protocol": extractor.protocol()}
-    path = (cache_dir or default_cache_dir()) / "fid_stats" / f"{dataset}-{images.shape[-1]}-{_key(meta)}.npz"
+    path = cache_root(cache_dir) / "fid_stats" / f"{dataset}-{images.shape[-1]}-{_key(meta)}.npz"
     feats_path = path.with_suffix(".feats.npy")
     if path.is_file():
         try:
