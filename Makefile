@@ -40,12 +40,15 @@ lint: install
 demo: demo-sdgar demo-rd2 demo-sarigan
 
 demo-sdgar: install
+	rm -rf runs/demo/sdgar
 	$(BIN)/sdgar train --data synthetic --preset demo --run-dir runs/demo/sdgar
 
 demo-rd2: install
+	rm -rf runs/demo/rd2
 	$(BIN)/rd2 decompose --env Pong --preset demo --run-dir runs/demo/rd2
 
 demo-sarigan: install
+	rm -rf runs/demo/sarigan
 	$(BIN)/sarigan train --data shapes --preset demo --run-dir runs/demo/sarigan
 
 # Proof of the install contract: `pip install ./<pkg>` alone, in a fresh venv that has only torch.
