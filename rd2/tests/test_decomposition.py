@@ -112,3 +112,22 @@ def test_sign_constrained_heads() -> None:
     assert (out[:, 0] >= 0).all() and (out[:, 1] <= 0).all()
     with pytest.raises(ValueError):
         RewardDecomposition(DecompositionConfig(K=2, head_signs="+"), n_features=3)
+
+
+def test_mask_losses_do_not_reach_the_torso_by_default() -> None:
+    """L_mini / L_div1 train the mask network only; with mask_grad_to_torso=True they also reach the torso."""
+    import dataclasses
+
+    from rd2.config import atari_decomposition
+    from rd2.decomposition import NatureTorso, RewardDecomposition, loss_div1, loss_mini
+
+    obs = torch.randint(0, 255, (4, 4, 84, 84), dtype=torch.uint8)
+    for through in (False, True):
+        cfg = dataclasses.replace(atari_decomposition(), mask_grad_to_torso=through)
+        model = RewardDecomposition(cfg, n_features=3136, n_actions=6, torso=NatureTorso(), fmap_channels=64)
+        out = model(obs)
+        (loss_mini(out["masks"]) + loss_div1(out["masks"])).backward()
+        torso_grad = sum(float(p.grad.abs().sum()) for p in model.torso.parameters() if p.grad is not None)
+        mask_grad = sum(float(p.grad.abs().sum()) for p in model.masks.parameters() if p.grad is not None)
+        assert mask_grad > 0
+        assert (torso_grad > 0) == through

@@ -41,6 +41,10 @@ class DecompositionConfig:
     # Optional sign constraint per channel, e.g. "+,-" ([CODE] MuDE: ReLU output for the positive channel, clamp to
     # ≤ 0 for the negative one); "" = unconstrained (default). "0" leaves that channel unconstrained.
     head_signs: str = ""
+    # State masks read the torso features detached (default): otherwise L_mini / L_div1 reach the torso through
+    # the mask network and, on Atari, drive its features to an input-independent saturated code within ~50
+    # updates, after which no head can fit L_sum (measured: L_sum stuck at 0.50 on Pong). True = let them through.
+    mask_grad_to_torso: bool = False
     action_input: bool = False  # heads also read a one-hot a_t (toy: True; Atari default predicts from s_{t+1})
     mask_init: float = 0.0  # initial mask logit (sigmoid 0.5, like MuDE's initmask 0.5)
     mask_init_noise: float = 0.1  # logit noise that breaks the symmetry between channels
@@ -140,7 +144,10 @@ class RewardDecomposition(nn.Module):
         if self.masks is None:
             masks = torch.ones(x.shape[0], self.cfg.K, self.n_features, device=x.device)
         else:
-            masks = self.masks(x, fmap)
+            if self.cfg.mask_grad_to_torso or self.torso is None:
+                masks = self.masks(x, fmap)
+            else:
+                masks = self.masks(x.detach(), None if fmap is None else fmap.detach())
         masked = x.unsqueeze(1) * masks  # (B, K, N): channel k sees only x ⊙ m_k
         if self.cfg.mask_gate == "shuffle" and self.masks is not None:
             if self.training:
