@@ -18,8 +18,7 @@ from typing import ClassVar
 import torch
 
 from sdgar.models.base import TrainData
-from sdgar.models.bpr import BPR, BPRConfig
-from sdgar.models.dns import bpr_batch_loss
+from sdgar.models.bpr import BPR, BPRConfig, bpr_batch_loss
 from sdgar.sampling import sample_rejecting
 
 

@@ -27,6 +27,17 @@ class BPRConfig:
     neg_samples: int = 1  # negatives per positive (each is one BPR pair)
 
 
+def bpr_batch_loss(d: MF, reg: float, batch_size: int, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor
+                   ) -> torch.Tensor:
+    """−log σ(f(u,i) − f(u,j)) + λ/B·½‖θ‖² over the batch rows: the BPR step that DNS and AOBPR share."""
+    p_u = d.users(u)
+    (q_i, b_i), (q_j, b_j) = d.items(i), d.items(j)
+    loss = F.softplus(-(d.logits(p_u, q_i, b_i) - d.logits(p_u, q_j, b_j)))
+    l2 = 0.5 * (p_u.square().sum() + q_i.square().sum() + q_j.square().sum() + b_i.square().sum()
+                + b_j.square().sum())
+    return loss.mean() + reg / batch_size * l2
+
+
 class BPR(Recommender):
     name: ClassVar[str] = "bpr"
 
@@ -57,13 +68,7 @@ class BPR(Recommender):
         total, n_batches = 0.0, 0
         for s in range(0, users.numel(), cfg.batch_size):
             idx = order[s:s + cfg.batch_size]
-            u, i, j = users[idx], pos[idx], negs[idx]
-            p_u = self.d.users(u)
-            (q_i, b_i), (q_j, b_j) = self.d.items(i), self.d.items(j)
-            diff = self.d.logits(p_u, q_i, b_i) - self.d.logits(p_u, q_j, b_j)
-            reg = 0.5 * (p_u.square().sum() + q_i.square().sum() + q_j.square().sum() + b_i.square().sum()
-                         + b_j.square().sum())
-            loss = F.softplus(-diff).mean() + cfg.reg / cfg.batch_size * reg
+            loss = bpr_batch_loss(self.d, cfg.reg, cfg.batch_size, users[idx], pos[idx], negs[idx])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -10,11 +10,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from sdgar.models.base import TrainData
-from sdgar.models.bpr import BPR, BPRConfig
-from sdgar.models.mf import MF
+from sdgar.models.bpr import BPR, BPRConfig, bpr_batch_loss
 from sdgar.sampling import sample_rejecting, uniform_items
 
 
@@ -26,19 +24,6 @@ class DNSConfig(BPRConfig):
 def dns_pick(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """The highest-scoring candidate of each row: ``candidates[b, argmax_x scores[b, x]]``."""
     return candidates.gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
-
-
-def bpr_batch_loss(d: MF, reg: float, batch_size: int, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
-                   weight: torch.Tensor | None = None) -> torch.Tensor:
-    """−log σ(f(u,i) − f(u,j)) (optionally weighted per row) + λ/B·½‖θ‖² over the batch rows, as :class:`BPR`."""
-    p_u = d.users(u)
-    (q_i, b_i), (q_j, b_j) = d.items(i), d.items(j)
-    loss = F.softplus(-(d.logits(p_u, q_i, b_i) - d.logits(p_u, q_j, b_j)))
-    if weight is not None:
-        loss = loss * weight
-    l2 = 0.5 * (p_u.square().sum() + q_i.square().sum() + q_j.square().sum() + b_i.square().sum()
-                + b_j.square().sum())
-    return loss.mean() + reg / batch_size * l2
 
 
 class DNS(BPR):
