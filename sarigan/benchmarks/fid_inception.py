@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--proxy", action="store_true", help="also the proxy-extractor FID/KID of the same model")
+    ap.add_argument("--out", default=None, help="also write the score records (with protocol and timing) as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if find_inception_weights() is None:
@@ -58,6 +59,11 @@ def main() -> None:
         proxy = ProxyExtractor.for_data(data.images, data.labels, data.name)
         rec = evaluate_fid(G, data.images, data.name, proxy, n=args.n, with_kid=True)
         print(f"proxy FID {rec['fid']:.3f}  KID {rec['kid']:.5f} ± {rec['kid_std']:.5f}  n={args.n}")
+        record["proxy"] = rec
+    if args.out:
+        record.update(ckpt=str(args.ckpt), threads=torch.get_num_threads())
+        with open(args.out, "w") as f:
+            json.dump(record, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import linalg
 
 from sarigan.config import get_preset
 from sarigan.metrics.features import FeatureExtractor, InceptionExtractor, find_inception_weights
@@ -36,12 +37,50 @@ def test_fid_from_samples_approaches_the_analytic_value() -> None:
     assert fid == pytest.approx(expected, rel=0.03)
 
 
-def test_singular_covariances_take_the_eps_path_and_stay_finite() -> None:
+def _frechet_by_sqrtm(mu1, sigma1, mu2, sigma2) -> float:
+    """The textbook form (as in pytorch-fid): the full matrix square root of Σ₁Σ₂ by scipy's sqrtm."""
+    covmean = linalg.sqrtm(sigma1 @ sigma2).real
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+@pytest.mark.parametrize("dim,n", [(2, 50), (16, 200), (96, 400), (64, 40)])
+def test_eigenvalue_trace_agrees_with_sqrtm_on_random_covariances(dim: int, n: int) -> None:
+    rng = np.random.default_rng(dim)
+    mix = rng.normal(size=(dim, dim)) / np.sqrt(dim)  # correlated features with unequal scales
+    a = rng.normal(size=(n, dim)) @ mix * rng.uniform(0.5, 3.0, size=dim)
+    b = rng.normal(0.3, 1.0, size=(n, dim)) @ (mix + 0.3 * rng.normal(size=(dim, dim)) / np.sqrt(dim))
+    sa, sb = GaussianStats.from_features(a), GaussianStats.from_features(b)
+    expected = _frechet_by_sqrtm(sa.mu, sa.sigma, sb.mu, sb.sigma)
+    assert fid_from_stats(sa, sb) == pytest.approx(expected, rel=1e-6, abs=1e-8)
+    assert fid_from_stats(sb, sa) == pytest.approx(expected, rel=1e-6, abs=1e-8)  # symmetric in its arguments
+
+
+def test_singular_covariances_stay_finite() -> None:
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=(10, 64)), rng.normal(size=(10, 64))  # n < D: rank-deficient covariances
     sa, sb = GaussianStats.from_features(a), GaussianStats.from_features(b)
     value = fid_from_stats(sa, sb)
     assert np.isfinite(value) and value > 0
+
+
+def test_failed_decomposition_takes_the_eps_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(3)
+    sa, sb = (GaussianStats.from_features(rng.normal(size=(50, 4))) for _ in range(2))
+    expected = fid_from_stats(sa, sb)
+    real_eigh, calls = np.linalg.eigh, []
+
+    def failing_once(x):
+        calls.append(x)
+        if len(calls) == 1:
+            raise np.linalg.LinAlgError("did not converge")
+        return real_eigh(x)
+
+    monkeypatch.setattr(np.linalg, "eigh", failing_once)
+    with pytest.warns(UserWarning, match="adding 1e-06"):
+        value = fid_from_stats(sa, sb)
+    np.testing.assert_allclose(calls[1], sa.sigma + 1e-6 * np.eye(4))  # the retry used Σ₁ + eps·I
+    assert value == pytest.approx(expected, abs=1e-4)
 
 
 def test_imaginary_component_check_raises() -> None:
