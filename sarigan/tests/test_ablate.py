@@ -3,6 +3,9 @@
 import csv
 from pathlib import Path
 
+import pytest
+from neurips20_common import UserError
+
 from sarigan.ablate import ROWS, run_ablation
 from sarigan.data import load_shapes
 
@@ -25,4 +28,7 @@ def test_ablation_rows_and_tables(tmp_path: Path) -> None:
     # a rerun reuses the finished rows instead of training again
     again = run_ablation("shapes", "tiny", 0.016, tmp_path / "abl", rows=["stylegan2", "sarigan"], **kwargs)
     assert again == rows
+    # ... but never rows trained under other settings (here another seed) into the same table
+    with pytest.raises(UserError, match="seed: 0 there, 1 now"):
+        run_ablation("shapes", "tiny", 0.016, tmp_path / "abl", seed=1, rows=["stylegan2"], **kwargs)
     assert set(ROWS) == {"stylegan2", "uniform", "learned_no_mi", "sarigan"}

@@ -56,3 +56,6 @@ def test_cli_ablate_rejects_unknown_rows(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["ablate", "--kimg", "1", "--rows", "stylegan3", "--run-dir", str(tmp_path / "a"),
                                   "--data", str(tmp_path / "missing")])
     assert r.exit_code != 0
+    r = CliRunner().invoke(main, ["ablate", "--kimg", "1", "--preset", "tiny", "--set", "nosuch=1",
+                                  "--run-dir", str(tmp_path / "b")])
+    assert r.exit_code != 0 and "nosuch" in r.output and not (tmp_path / "b").exists()

@@ -67,8 +67,14 @@ def run_ablation(data_spec: str, preset: str, kimg: float, run_dir: Path, seed: 
     results = []
     for name in rows:
         out = run_dir / name / "result.json"
+        setup = {"data": data_spec, "preset": preset, "kimg": kimg, "seed": seed, "overrides": overrides or {}}
         if out.is_file():
-            results.append(json.loads(out.read_text()))
+            done = json.loads(out.read_text())
+            clash = [f"{k}: {done[k]!r} there, {v!r} now" for k, v in setup.items() if k in done and done[k] != v]
+            if clash:  # never mix a row trained under other settings into this table
+                raise UserError(f"{out} was trained with other settings ({'; '.join(clash)}); "
+                                "use another --run-dir or delete that row")
+            results.append(done)
             log(f"[{name}] already done: {out}")
             continue
         # every row gets exactly ``kimg`` (a preset's wall-clock cap would give the rows unequal budgets)
@@ -85,7 +91,7 @@ def run_ablation(data_spec: str, preset: str, kimg: float, run_dir: Path, seed: 
         seed_everything(seed)
         score = evaluate_fid(G, data.images, data.name, extractor, n=n_eval, seed=seed, with_kid=True,
                              cache_dir=cache_dir, device=device)
-        row: dict[str, Any] = {"row": name, "grouping": cfg.grouping, "mi_weight": cfg.mi_weight, "kimg": kimg,
+        row: dict[str, Any] = {**setup, "row": name, "grouping": cfg.grouping, "mi_weight": cfg.mi_weight,
                                "iterations": trainer.step, "train_s": round(train_s, 1),
                                "fid_proxy": score["fid"], "kid_proxy": score["kid"], "kid_std": score["kid_std"],
                                "n_eval": n_eval, "protocol": score["protocol"]}

@@ -388,20 +388,26 @@ def _latest(ckpt: str) -> Path:
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Default: runs/sarigan/ablate-<data>-<preset>-<kimg>kimg; finished rows are reused.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE",
+              help="Override a config field of every row (the row's own grouping / MI settings win).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", default="auto", show_default=True, help="CPU threads: auto or N.")
 def ablate(data_spec: str, preset: str, kimg: float, rows: str, n_eval: int, n_seeds: int, run_dir: str | None,
-           seed: int, device: str, threads: str) -> None:
+           seed: int, set_pairs: tuple[str, ...], device: str, threads: str) -> None:
     """Train StyleGAN2 / uniform / learned-no-MI / SariGAN rows; CSV + markdown of FID/KID and disentanglement."""
     from sarigan.ablate import run_ablation
 
     try:
         dev = select_device(device)
         _threads(threads, dev)
-        name = f"ablate-{Path(data_spec).name}-{preset}-{kimg:g}kimg"
+        base = get_preset(preset)
+        changed = _overrides(base, set_pairs)
+        overrides = {f.name: getattr(changed, f.name) for f in dataclasses.fields(SariGANConfig)
+                     if getattr(changed, f.name) != getattr(base, f.name)}
+        name = f"ablate-{Path(data_spec).name}-{preset}-{kimg:g}kimg" + (f"-seed{seed}" if seed else "")
         path = Path(run_dir) if run_dir else Path("runs") / "sarigan" / name
         results = run_ablation(data_spec, preset, kimg, path, seed, dev, [r.strip() for r in rows.split(",")],
-                               n_eval, n_seeds, log=click.echo)
+                               n_eval, n_seeds, overrides=overrides, log=click.echo)
         click.echo((path / "ablation.md").read_text())
         click.echo(f"{len(results)} rows; wrote {path / 'ablation.csv'} and {path / 'ablation.md'}")
     except UserError as exc:
