@@ -76,6 +76,8 @@ def test_error_paths(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         (["train", "--data", "synthetic", "--model", "nope"], "unknown model"),
         (["train", "--data", "synthetic", "--preset", "nope"], "unknown preset"),
         (["train", "--data", "synthetic", "--device", "cuda:7"], "cuda:7"),
+        (["train", "--data", "synthetic", "--device", "cpu", "--precision", "bf16"], "needs a CUDA device"),
+        (["train", "--data", "synthetic", "--device", "cpu", "--precision", "fp16"], "needs a CUDA device"),
         (["train", "--data", "synthetic", "--resume", str(tmp_path / "none")], "does not exist"),
         (["evaluate", "--ckpt", str(tmp_path / "missing.pt")], "does not exist"),
         (["recommend", "--ckpt", str(trained / "checkpoints" / "best.pt")], "exactly one of --user"),

@@ -84,6 +84,10 @@ def _data_overrides(data: str | None, data_root: str | None, fmt: str, synthetic
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N  [default: auto]")
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
 @click.option("--seed", type=int, default=None, help="Seed of initialisation and sampling [default: 0].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+              help="Mixed precision of the training loss (CUDA only; fp16 adds a GradScaler) [default: fp32].")
+@click.option("--patience", type=int, default=None,
+              help="Stop after N evaluations without a better selection metric [default: 0 = off].")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any config value, e.g. --set model.use_importance=false --set train.cutoffs=10,20.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
@@ -93,13 +97,14 @@ def _data_overrides(data: str | None, data_root: str | None, fmt: str, synthetic
 @user_errors
 def train(data: str | None, data_root: str | None, fmt: str, synthetic_size: str | None, valid_frac: float | None,
           model: str, preset: str | None, epochs: int | None, eval_every: int | None, device: str | None,
-          threads: int | None, seed: int | None, sets: tuple[str, ...], run_dir: str | None,
-          resume: str | None) -> None:
+          threads: int | None, seed: int | None, precision: str | None, patience: int | None, sets: tuple[str, ...],
+          run_dir: str | None, resume: str | None) -> None:
     """Train SD-GAR or a baseline; prints a metrics table at every evaluation."""
     from neurips20_common import select_device
 
     from sdgar.config import RunConfig, make_config, parse_set
     from sdgar.data import load_dataset
+    from sdgar.train import check_precision
     from sdgar.train import train as run_training
 
     if resume is not None:
@@ -116,14 +121,15 @@ def train(data: str | None, data_root: str | None, fmt: str, synthetic_size: str
             raise UserError("--data is required (a dataset name such as gowalla, 'synthetic', or a path)")
         extra = parse_set(sets)
         train_over = {k: v for k, v in {"epochs": epochs, "eval_every": eval_every, "device": device,
-                                         "threads": threads, "seed": seed}.items() if v is not None}
+                                         "threads": threads, "seed": seed, "precision": precision,
+                                         "patience": patience}.items() if v is not None}
         config = make_config(model, preset,
                              {**_data_overrides(data, data_root, fmt, synthetic_size, valid_frac), **extra["data"]},
                              {**train_over, **extra["train"]}, extra["model"])
         if isinstance(config.train.cutoffs, int):
             config.train.cutoffs = (config.train.cutoffs,)
-    select_device(config.train.device)  # fail on a bad device or --data before any folder is made
-    dataset = load_dataset(config.data)
+    check_precision(config.train.precision, config.train.model, select_device(config.train.device))  # fail on a
+    dataset = load_dataset(config.data)  # bad device, precision or --data before any folder is made
     if resume is None:
         name = f"{model}-{Path(data).name if os.sep in data else data}"
         if run_dir is None:

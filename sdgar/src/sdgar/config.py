@@ -29,6 +29,8 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None  # torch.set_num_threads; None leaves torch's default
     eval_chunk: int = 2048  # users per evaluation chunk
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of the training loss, CUDA only (issue 7)
+    patience: int = 0  # early stopping: stop after this many evaluations without a new best (0 = off)
 
 
 @dataclass

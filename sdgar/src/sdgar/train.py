@@ -29,7 +29,8 @@ from sdgar.config import RunConfig
 from sdgar.data.dataset import Dataset
 from sdgar.evaluate import evaluate, format_table
 from sdgar.models.base import Recommender, TrainData
-from sdgar.models.registry import build_model
+from sdgar.models.registry import build_model, get_model
+from sdgar.precision import MixedPrecision
 
 
 @dataclass
@@ -61,6 +62,14 @@ def evaluate_model(model: Recommender, data: Dataset, config: RunConfig, device:
     return evaluate(model.scores, seen, target, config.train.cutoffs, device, config.train.eval_chunk)
 
 
+def check_precision(mode: str, model: str, device: torch.device) -> MixedPrecision:
+    """The run's :class:`MixedPrecision`; a clear error for bf16/fp16 off CUDA or on a model without autocast."""
+    precision = MixedPrecision(mode, device)
+    if precision.enabled and not get_model(model)[0].supports_amp:
+        raise UserError(f"precision {mode} is wired for sdgar, bpr, dns and aobpr only; {model} trains in fp32")
+    return precision
+
+
 def write_id_maps(run: RunDir, data: Dataset) -> None:
     np.savetxt(run.file("user_ids.txt"), data.user_ids.astype(str), fmt="%s")
     np.savetxt(run.file("item_ids.txt"), data.item_ids.astype(str), fmt="%s")
@@ -70,7 +79,7 @@ def checkpoint_state(model: Recommender, config: RunConfig, epoch: int, gen: tor
                      best: dict[str, Any], data: Dataset) -> dict[str, Any]:
     return {"model_name": config.train.model, "model": model.state_dict(), "extra": model.extra_state_dict(),
             "rng": capture_rng_state({"train": gen}), "epoch": epoch, "best": best, "config": config.to_dict(),
-            "n_users": data.n_users, "n_items": data.n_items}
+            "n_users": data.n_users, "n_items": data.n_items, "precision": model.precision.state_dict()}
 
 
 def train(config: RunConfig, data: Dataset, run: RunDir, resume: bool = False,
@@ -80,7 +89,9 @@ def train(config: RunConfig, data: Dataset, run: RunDir, resume: bool = False,
     if tc.threads:
         torch.set_num_threads(tc.threads)
     seed_everything(tc.seed)
+    precision = check_precision(tc.precision, tc.model, device)
     model = build(config, data, device)
+    model.precision = precision
     gen = torch.Generator(device=device)
     gen.manual_seed(tc.seed)
     ckpts = CheckpointManager(run.checkpoints, keep_last=1)
@@ -97,6 +108,7 @@ def train(config: RunConfig, data: Dataset, run: RunDir, resume: bool = False,
         model.load_state_dict(state["model"])
         model.load_extra_state_dict(state["extra"])
         restore_rng_state(state["rng"], {"train": gen})
+        precision.load_state_dict(state.get("precision", {"mode": "fp32"}))
         start_epoch, best = int(state["epoch"]), state["best"]
     else:
         run.write_config(config.to_dict())
@@ -138,6 +150,9 @@ def train(config: RunConfig, data: Dataset, run: RunDir, resume: bool = False,
             (echo if bar.disable else bar.write)(format_table(test_only, tc.cutoffs, title=title))
         ckpts.save(epoch, checkpoint_state(model, config, epoch, gen, best, data), best=is_best)
         metrics_log.log(row)
+        if tc.patience and epoch - best["epoch"] >= tc.patience * tc.eval_every:
+            echo(f"early stop at epoch {epoch}: no better {tc.select_metric} in {tc.patience} evaluations")
+            break
     metrics_log.close()
     seconds = time.perf_counter() - t0
     echo(f"done in {seconds:.0f}s; best {tc.select_metric} {best['value']:.5f} at epoch {best['epoch']}; "

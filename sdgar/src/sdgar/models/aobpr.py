@@ -80,10 +80,9 @@ class AOBPR(BPR):
                                       u, positives)
             since_sort += len(u) + rej
             rejected += rej
-            loss = bpr_batch_loss(self.d, cfg.reg, cfg.batch_size, u, i, j)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            with self.precision.autocast():
+                loss = bpr_batch_loss(self.d, cfg.reg, cfg.batch_size, u, i, j)
+            self.precision.step(loss, self.optimizer)
             total += loss.detach()
             n_batches += 1
         return {"loss": float(total) / max(n_batches, 1), "reject_rate": rejected / max(users.numel(), 1)}

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from sdgar.precision import MixedPrecision
 from sdgar.sampling import PositiveSet
 
 
@@ -68,6 +69,8 @@ class Recommender(nn.Module):
     """Base class. Subclasses set ``name`` and implement :meth:`train_epoch` and :meth:`factors`."""
 
     name: ClassVar[str] = "base"
+    supports_amp: ClassVar[bool] = False  # True where the loss forward runs under ``self.precision.autocast()``
+    precision: MixedPrecision = MixedPrecision()  # fp32; the trainer sets the run's (issue 7, CUDA only)
 
     def train_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
         """One pass of this model's training procedure; returns loss statistics for logging.

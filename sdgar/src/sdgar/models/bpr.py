@@ -40,6 +40,7 @@ def bpr_batch_loss(d: MF, reg: float, batch_size: int, u: torch.Tensor, i: torch
 
 class BPR(Recommender):
     name: ClassVar[str] = "bpr"
+    supports_amp: ClassVar[bool] = True  # DNS and AOBPR inherit it
 
     def __init__(self, n_users: int, n_items: int, config: BPRConfig | None = None) -> None:
         super().__init__()
@@ -68,10 +69,9 @@ class BPR(Recommender):
         total, n_batches = 0.0, 0
         for s in range(0, users.numel(), cfg.batch_size):
             idx = order[s:s + cfg.batch_size]
-            loss = bpr_batch_loss(self.d, cfg.reg, cfg.batch_size, users[idx], pos[idx], negs[idx])
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            with self.precision.autocast():
+                loss = bpr_batch_loss(self.d, cfg.reg, cfg.batch_size, users[idx], pos[idx], negs[idx])
+            self.precision.step(loss, self.optimizer)
             total += loss.detach()
             n_batches += 1
         return {"loss": float(total) / max(n_batches, 1), "reject_rate": rejected / max(users.numel(), 1)}

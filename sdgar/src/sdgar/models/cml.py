@@ -105,9 +105,7 @@ class CML(Recommender):
             loss = hinge.sum() / len(idx)
             if cfg.cov_weight > 0:
                 loss = loss + cfg.cov_weight * covariance_loss(torch.cat([e_u, e_i]))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.precision.step(loss, self.optimizer)
             with torch.no_grad():  # CML: embeddings stay inside the unit ball
                 if cfg.optimizer == "lazy_adam":  # only the rows used in the batch moved
                     clip_rows(self.user, u, cfg.clip_norm)

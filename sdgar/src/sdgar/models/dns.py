@@ -48,10 +48,9 @@ class DNS(BPR):
             with torch.no_grad():  # scored by the current model, i.e. after every previous step (dynamic)
                 q_c, b_c = self.d.items(c)
                 j = dns_pick(self.d.logits(self.d.users(u), q_c, b_c), c)
-            loss = bpr_batch_loss(self.d, cfg.reg, cfg.batch_size, u, i, j)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            with self.precision.autocast():
+                loss = bpr_batch_loss(self.d, cfg.reg, cfg.batch_size, u, i, j)
+            self.precision.step(loss, self.optimizer)
             total += loss.detach()
             n_batches += 1
         return {"loss": float(total) / max(n_batches, 1), "reject_rate": rejected / max(cands.numel(), 1)}

@@ -136,9 +136,7 @@ class IRGAN(Recommender):
             logits = self.d.logits(p_u, q_i, b_i)
             l2 = 0.5 * (p_u.square().sum() + q_i.square().sum() + b_i.square().sum())
             loss = F.binary_cross_entropy_with_logits(logits, label[idx]) + cfg.d_lambda / cfg.batch_size * l2
-            self.d_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.d_opt.step()
+            self.precision.step(loss, self.d_opt)
             total += loss.detach()
             n_batches += 1
         return {"d_loss": float(total) / max(n_batches, 1)}
@@ -173,9 +171,7 @@ class IRGAN(Recommender):
                 q_j, b_j = self.g.items(j)
                 l2 = 0.5 * (p_u.square().sum() + (q_j.square().sum(-1) * mask).sum() + (b_j.square() * mask).sum())
                 loss = loss + cfg.g_lambda / cfg.batch_size * l2
-            self.g_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.g_opt.step()
+            self.precision.step(loss, self.g_opt)
             total += loss.detach()
             ess_sum += float((weight * mask).sum() / mask.sum())
             n_batches += 1

@@ -57,9 +57,7 @@ class SA(BPR):
             l2 = 0.5 * (p_u.square().sum() + q_i.square().sum() + b_i.square().sum()
                         + (q_j.square().sum() + b_j.square().sum()) / s)
             loss = data_loss + cfg.reg / cfg.batch_size * l2
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.precision.step(loss, self.optimizer)
             total += loss.detach()
             n_batches += 1
         return {"loss": float(total) / max(n_batches, 1), "reject_rate": rejected / max(negs.numel(), 1)}

@@ -43,6 +43,7 @@ class SDGARConfig:
     use_importance: bool = True  # ablation: False = uniform weights 1/|S| over the sampled negatives
     use_generator: bool = True  # ablation: False = uniform Q, no generator updates
     skip_last_gen_update: bool = False  # the official run's update after the last epoch is never used (§2)
+    lr_decay: float = 1.0  # D learning rate × this after every D epoch (not in the official code; issue 10)
 
 
 def snis_weights(g: torch.Tensor, log_q: torch.Tensor, temperature: float, use_importance: bool = True,
@@ -57,6 +58,7 @@ def snis_weights(g: torch.Tensor, log_q: torch.Tensor, temperature: float, use_i
 
 class SDGAR(Recommender):
     name: ClassVar[str] = "sdgar"
+    supports_amp: ClassVar[bool] = True
 
     def __init__(self, n_users: int, n_items: int, config: SDGARConfig | None = None) -> None:
         super().__init__()
@@ -136,10 +138,9 @@ class SDGAR(Recommender):
         n_batches = 0
         for s in range(0, users.numel(), cfg.batch_size):
             idx = order[s:s + cfg.batch_size]
-            loss, parts = self.batch_loss(users[idx], pos[idx], negs[idx], log_q[idx])
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            with self.precision.autocast():
+                loss, parts = self.batch_loss(users[idx], pos[idx], negs[idx], log_q[idx])
+            self.precision.step(loss, self.optimizer)
             sums["loss"] += loss.detach()
             for k, v in parts.items():
                 sums[k] += v
@@ -156,6 +157,9 @@ class SDGAR(Recommender):
         start = time.perf_counter()
         stats.update(self.discriminator_epoch(data, gen))
         stats["d_seconds"] = time.perf_counter() - start
+        if cfg.lr_decay != 1.0:  # the decayed lr lives in the optimizer state, so resume continues it exactly
+            for group in self.optimizer.param_groups:
+                group["lr"] *= cfg.lr_decay
         self.epochs_done += 1
         epoch = int(self.epochs_done)
         last = self.total_epochs is not None and epoch >= self.total_epochs

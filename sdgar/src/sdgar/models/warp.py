@@ -100,9 +100,7 @@ class WARP(BPR):
             l2 = 0.5 * (p_u.square().sum() + q_i.square().sum() + b_i.square().sum()
                         + (used * (q_j.square().sum(1) + b_j.square())).sum())
             loss = (weight * hinge).mean() + cfg.reg / cfg.batch_size * l2
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.precision.step(loss, self.optimizer)
             total += loss.detach()
             trials_sum += trials.sum()
             found += int((trials > 0).sum())

@@ -1,0 +1,127 @@
+"""Issue 10: hyperparameter sweep for SD-GAR's ``best`` preset, selected on a validation split carved from train.
+
+    python benchmarks/sweep_best.py --out runs/sweep-best --epochs 30 --patience 3 \\
+        --base model.dis_emb_dim=128 --base model.optimizer=lazy_adam \\
+        --grid model.learning_rate=0.003,0.01
+
+Every combination of the ``--grid`` values (on top of the ``--base`` overrides and the ``citeulike`` preset) is one
+ordinary training run on citeulike-t with ``valid_frac`` 0.1 (split seed 0): the best epoch is chosen on validation
+NDCG@50 only; the test metrics of that epoch are recorded but never used to choose. Runs go one after the other in
+this process (one thread by default: the machine is shared). A run whose folder holds ``result.json`` is reused, so
+stages can be added and the sweep resumed. Outputs in ``--out``: ``summary.csv`` (one row per run, sorted by
+validation NDCG@50) and ``curves.csv`` (validation/test NDCG@50 at every evaluation, cumulative seconds).
+``--model als`` gives the reference on the same split. Skips with a message when the data folder is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from neurips20_common import RunDir
+
+from sdgar.config import make_config, parse_set
+from sdgar.data import load_dataset
+from sdgar.train import train
+
+DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data from the project root
+SHORT = {"dis_emb_dim": "d", "learning_rate": "lr", "dis_lambda": "lam", "temperature": "T",
+         "dis_sample_num": "S", "batch_size": "bs", "lr_decay": "decay", "optimizer": "opt", "snis_grad": "snis",
+         "epochs": "ep", "seed": "seed", "reg": "reg", "factors": "f", "alpha": "a"}
+
+
+def combos(grid: list[str]) -> list[list[str]]:
+    """``["model.lr=1,2", "model.T=3"]`` -> every combination as a list of ``KEY=VALUE`` strings."""
+    axes = []
+    for item in grid:
+        key, _, values = item.partition("=")
+        axes.append([f"{key}={v}" for v in values.split(",")])
+    return [list(c) for c in itertools.product(*axes)] if axes else [[]]
+
+
+def run_name(model: str, sets: list[str]) -> str:
+    parts = [model]
+    for s in sets:
+        key, _, value = s.partition("=")
+        name = key.partition(".")[2]
+        parts.append(f"{SHORT.get(name, name)}{value}")
+    return "_".join(parts).replace("lazy_adam", "lazy")
+
+
+def curve_rows(name: str, folder: Path) -> pd.DataFrame:
+    m = pd.read_csv(folder / "metrics.csv")
+    m["seconds"] = (m["epoch_seconds"] + m.get("eval_seconds", 0).fillna(0)).cumsum()
+    m = m.dropna(subset=["valid_NDCG@50"])
+    return pd.DataFrame({"run": name, "epoch": m["epoch"], "valid_NDCG@50": m["valid_NDCG@50"],
+                         "test_NDCG@50": m["NDCG@50"], "seconds": m["seconds"]})
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="citeulike")
+    ap.add_argument("--data-root", default=str(DATA_ROOT))
+    ap.add_argument("--model", default="sdgar")
+    ap.add_argument("--preset", default="citeulike")
+    ap.add_argument("--out", default="runs/sweep-best")
+    ap.add_argument("--base", action="append", default=[], help="SECTION.KEY=VALUE applied to every run")
+    ap.add_argument("--grid", action="append", default=[], help="SECTION.KEY=V1,V2,... swept (cartesian product)")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument("--patience", type=int, default=3, help="evaluations without a new validation best (0 = off)")
+    ap.add_argument("--valid-frac", type=float, default=0.1)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+
+    root = Path(args.data_root)
+    if not (root / args.data).is_dir() and not (root / f"{args.data}-t").is_dir():
+        print(f"skipped: no {args.data} data under {root} (see /work/shared/data/README.md)")
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data_sets = {"data": args.data, "data_root": str(root), "valid_frac": args.valid_frac}
+    train_base = {"epochs": args.epochs, "eval_every": args.eval_every, "patience": args.patience,
+                  "threads": args.threads, "device": "cpu"}
+    dataset = None
+    for sets in combos(args.grid):
+        over = parse_set(args.base + sets)
+        config = make_config(args.model, args.preset, {**data_sets, **over["data"]}, {**train_base, **over["train"]},
+                             over["model"])
+        name = run_name(args.model, args.base + sets)
+        folder = out / name
+        config_json = json.loads(json.dumps(config.to_dict()))
+        done = folder / "result.json"
+        if done.is_file() and json.loads(done.read_text())["config"] == config_json:
+            print(f"reusing {folder}", flush=True)
+            continue
+        if folder.exists():
+            shutil.rmtree(folder)
+        if dataset is None:
+            dataset = load_dataset(config.data)
+        print(f"\n=== {name} ===", flush=True)
+        result = train(config, dataset, RunDir.create(out, name), echo=lambda s: print(s, flush=True))
+        best = result.best
+        row: dict[str, Any] = {"run": name, "sets": " ".join(args.base + sets), "best_epoch": result.best_epoch,
+                               "epochs_run": int(pd.read_csv(folder / "metrics.csv")["epoch"].iloc[-1]),
+                               "seconds": round(result.seconds, 1),
+                               "valid_NDCG@50": best.get("valid_NDCG@50"), "test_NDCG@50": best.get("NDCG@50"),
+                               "test_P@10": best.get("P@10"), "test_Recall@20": best.get("Recall@20")}
+        done.write_text(json.dumps({"config": config_json, "row": row}))
+        print(f"--> {name}: valid NDCG@50 {row['valid_NDCG@50']:.4f} at epoch {row['best_epoch']} "
+              f"({row['seconds']:.0f}s)", flush=True)
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("*/result.json"))]
+    summary = pd.DataFrame([r["row"] for r in results]).sort_values("valid_NDCG@50", ascending=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    curves = pd.concat([curve_rows(r["row"]["run"], out / r["row"]["run"]) for r in results], ignore_index=True)
+    curves.to_csv(out / "curves.csv", index=False)
+    print(summary.drop(columns="sets").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
