@@ -73,12 +73,14 @@ def test_cli_compare_and_errors(tmp_path) -> None:
     assert "| sa |" in res.output and (tmp_path / "c" / "summary.csv").is_file()
 
 
-def test_cli_benchmark_scaling(tmp_path) -> None:
+@pytest.mark.parametrize("optimizer", ["adam", "lazy_adam"])
+def test_cli_benchmark_scaling(tmp_path, optimizer: str) -> None:
     res = CliRunner().invoke(main, ["benchmark", "scaling", "--items", "300,600", "--users", "60",
-                                    "--density", "0.05", "--threads", "1", "--out", str(tmp_path)])
+                                    "--density", "0.05", "--threads", "1", "--optimizer", optimizer,
+                                    "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     df = pd.read_csv(tmp_path / "scaling.csv")
-    assert df["items"].tolist() == [300, 600]
+    assert df["items"].tolist() == [300, 600] and (df["optimizer"] == optimizer).all()
     for col in ("sdgar_d_epoch_s", "sdgar_g_update_s", "irgan_d_epoch_s", "irgan_g_epoch_s", "d_ratio", "g_ratio"):
         assert (df[col] > 0).all()
     assert (tmp_path / "scaling.png").stat().st_size > 1000

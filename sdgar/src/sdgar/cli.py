@@ -365,10 +365,12 @@ def benchmark() -> None:
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
 @click.option("--parts", type=click.Choice(["both", "d", "g"]), default="both", show_default=True,
               help="Time D epochs, generator steps, or both.")
+@click.option("--optimizer", type=click.Choice(["adam", "lazy_adam"]), default="adam", show_default=True,
+              help="D optimizer of both models: dense Adam (official) or row-sparse lazy Adam.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/scaling", show_default=True)
 @user_errors
 def benchmark_scaling(items: str, users: int, density: float, seed: int, device: str, threads: int | None,
-                      parts: str, out: str) -> None:
+                      parts: str, optimizer: str, out: str) -> None:
     """SD-GAR vs IRGAN seconds per D epoch and per generator step as #items grows (synthetic data): CSV + PNG."""
     import torch
 
@@ -381,7 +383,7 @@ def benchmark_scaling(items: str, users: int, density: float, seed: int, device:
     if threads:
         torch.set_num_threads(threads)
     scaling_benchmark(sizes, users, density, seed, device, Path(out), echo=click.echo,
-                      parts=("d", "g") if parts == "both" else (parts,))
+                      parts=("d", "g") if parts == "both" else (parts,), optimizer=optimizer)
 
 
 if __name__ == "__main__":

@@ -219,20 +219,21 @@ def scaling_data(n_items: int, users: int, density: float, seed: int) -> Any:
 
 
 def scaling_row(n_items: int, users: int, density: float, seed: int, device: Any,
-                parts: Sequence[str] = ("d", "g")) -> dict[str, Any]:
+                parts: Sequence[str] = ("d", "g"), optimizer: str = "adam") -> dict[str, Any]:
     """One size of :func:`scaling_benchmark`: build the data and models, time one epoch of each part."""
     import torch
 
-    from sdgar.models.irgan import IRGAN
-    from sdgar.models.sdgar import SDGAR
+    from sdgar.models.irgan import IRGAN, IRGANConfig
+    from sdgar.models.sdgar import SDGAR, SDGARConfig
 
     train_data = scaling_data(n_items, users, density, seed)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     torch.manual_seed(seed)
-    sd = SDGAR(users, n_items).to(device)
-    row: dict[str, Any] = {"items": n_items, "users": users, "train_interactions": train_data.n_interactions}
-    ir = IRGAN(users, n_items).to(device)
+    sd = SDGAR(users, n_items, SDGARConfig(optimizer=optimizer)).to(device)
+    row: dict[str, Any] = {"items": n_items, "users": users, "train_interactions": train_data.n_interactions,
+                           "optimizer": optimizer}
+    ir = IRGAN(users, n_items, IRGANConfig(optimizer=optimizer)).to(device)
     nan = float("nan")
     if "g" in parts:
         row["sdgar_g_update_s"] = _timed(lambda: sd.generator_update(gen), device)
@@ -250,19 +251,21 @@ def scaling_row(n_items: int, users: int, density: float, seed: int, device: Any
 
 def scaling_benchmark(items: Sequence[int] = SCALING_ITEMS, users: int = 3_000, density: float = 0.002,
                       seed: int = 0, device: str = "auto", out: Path | None = None,
-                      echo: Callable[[str], None] = print, parts: Sequence[str] = ("d", "g")) -> pd.DataFrame:
+                      echo: Callable[[str], None] = print, parts: Sequence[str] = ("d", "g"),
+                      optimizer: str = "adam") -> pd.DataFrame:
     """Seconds per epoch of SD-GAR's D epoch (alias draws from Q included) and generator update vs IRGAN's D epoch
     (its softmax-over-all-items negative generation included) and G epoch (REINFORCE over the full softmax), on
     synthetic data with the same users and density at each #items, default constants for both models.
 
     An IRGAN D epoch here includes regenerating its negatives (official: every 5th D epoch; ``irgan_regen_s`` is
-    that part alone). ``parts`` picks what to time: "d" (D epochs), "g" (generator steps) or both."""
+    that part alone). ``parts`` picks what to time: "d" (D epochs), "g" (generator steps) or both. ``optimizer``
+    ("adam" dense as in both official codes, or "lazy_adam" row-sparse) is used by both models' D (and IRGAN's G)."""
     from neurips20_common import select_device
 
     dev = select_device(device)
     rows = []
     for n_items in items:
-        row = scaling_row(n_items, users, density, seed, dev, parts)
+        row = scaling_row(n_items, users, density, seed, dev, parts, optimizer)
         rows.append(row)
         nan = float("nan")
         echo(f"{row['items']:>7d} items, {row['train_interactions']:>8d} train: "

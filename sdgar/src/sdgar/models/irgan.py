@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from sdgar.models.base import Recommender, TrainData
 from sdgar.models.dns import DNS, DNSConfig
-from sdgar.models.mf import MF
+from sdgar.models.mf import MF, make_optimizer
 
 
 @dataclass
@@ -41,7 +41,7 @@ class IRGANConfig:
     g_lambda: float = 0.0  # G's L2 λ, divided by batch_size (official 0.0)
     batch_size: int = 512  # D minibatch [16]
     g_user_batch: int = 256  # users per G step [1: one user per step]
-    optimizer: Literal["sgd", "adam"] = "adam"  # [sgd]
+    optimizer: Literal["sgd", "adam", "lazy_adam"] = "adam"  # [sgd]; lazy_adam: row-sparse updates, as SD-GAR's
     learning_rate: float = 0.001  # (official, both models)
     init_delta: float = 0.05  # U[−δ, δ] initialisation of both models (official INIT_DELTA)
     pretrain_dns_epochs: int = 10  # DNS epochs on G before the first cycle (official: G starts from a DNS model)
@@ -64,8 +64,8 @@ def reinforce_loss(log_prob: torch.Tensor, d_logits: torch.Tensor, weight: torch
     return per_user.mean()
 
 
-def _uniform_mf(n_users: int, n_items: int, dim: int, delta: float) -> MF:
-    mf = MF(n_users, n_items, dim)
+def _uniform_mf(n_users: int, n_items: int, dim: int, delta: float, sparse: bool = False) -> MF:
+    mf = MF(n_users, n_items, dim, sparse=sparse)
     with torch.no_grad():
         for p in (mf.user, mf.item, mf.bias):
             p.uniform_(-delta, delta)
@@ -79,10 +79,16 @@ class IRGAN(Recommender):
         super().__init__()
         self.config = cfg = config or IRGANConfig()
         self.n_users, self.n_items = n_users, n_items
-        self.d = _uniform_mf(n_users, n_items, cfg.dim, cfg.init_delta)
-        self.g = _uniform_mf(n_users, n_items, cfg.dim, cfg.init_delta)
-        make = (lambda ps: torch.optim.SGD(ps, lr=cfg.learning_rate)) if cfg.optimizer == "sgd" else (
-            lambda ps: torch.optim.Adam(ps, lr=cfg.learning_rate))
+        sparse = cfg.optimizer == "lazy_adam"
+        self.d = _uniform_mf(n_users, n_items, cfg.dim, cfg.init_delta, sparse)
+        self.g = _uniform_mf(n_users, n_items, cfg.dim, cfg.init_delta, sparse)
+        def make(ps):
+            if cfg.optimizer == "sgd":
+                return torch.optim.SGD(ps, lr=cfg.learning_rate)
+            if cfg.optimizer == "adam":
+                return torch.optim.Adam(ps, lr=cfg.learning_rate)
+            return make_optimizer(ps, cfg.optimizer, cfg.learning_rate)
+
         self.d_opt, self.g_opt = make(self.d.parameters()), make(self.g.parameters())
         self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
         self.d_negatives: torch.Tensor | None = None  # current D data, aligned with data.torch_pairs()
