@@ -84,3 +84,31 @@ def test_clear_run_dir_removes_only_job_files(tmp_path) -> None:
     clear_run_dir(run)
     assert sorted(p.name for p in run.path.iterdir()) == ["checkpoints", "notes.txt"]
     assert not list(run.checkpoints.iterdir())
+
+
+def _replay_with(rewards: list[float]):
+    from rd2.replay import ReplayBuffer
+
+    rb = ReplayBuffer(64, 1, frame_shape=(2, 2))
+    rb.start([0], np.zeros((1, 4, 2, 2), np.uint8))
+    for r in rewards:
+        rb.add([0], np.zeros(1, np.int64), np.array([r], np.float32), np.zeros(1, bool), np.zeros(1, bool),
+               np.zeros((1, 4, 2, 2), np.uint8))
+    return rb
+
+
+@pytest.mark.parametrize(("rewards", "K", "expected"), [
+    ([0, 1, -1, 0], 2, "+,-"), ([0, 20, 100], 2, "+,+"), ([0, -5], 3, "-,-,-"), ([0, 0], 2, ""),
+    ([1, -1], 3, "+,+,-")])
+def test_auto_sign_prior_follows_the_collected_rewards(rewards, K, expected) -> None:
+    from rd2.decompose import auto_signs
+
+    assert auto_signs(_replay_with(rewards), K) == expected
+
+
+def test_scaled_reward_target_divides_by_the_largest_raw_reward() -> None:
+    from rd2.decompose import reward_scale
+
+    rb = _replay_with([0, 20, 100, 120])
+    assert reward_scale(rb, make_config("demo", reward_target="scaled")) == 120.0
+    assert reward_scale(rb, make_config("demo")) == 1.0

@@ -105,13 +105,31 @@ def test_unmasked_regressor_has_no_mask_losses() -> None:
     assert "L_mini" not in logs and (out["masks"] == 1).all()
 
 
-def test_sign_constrained_heads() -> None:
+@pytest.mark.parametrize("fn", ["relu", "softplus"])
+def test_sign_constrained_heads(fn: str) -> None:
     torch.manual_seed(0)
-    cfg = DecompositionConfig(K=3, mask_type="const", hidden=8, head_signs="+,-,0")
+    cfg = DecompositionConfig(K=3, mask_type="const", hidden=8, head_signs="+,-,0", sign_fn=fn)
     out = RewardDecomposition(cfg, n_features=3)(torch.randn(256, 3) * 10)["sub_rewards"]
     assert (out[:, 0] >= 0).all() and (out[:, 1] <= 0).all()
+    assert (out[:, 2] < 0).any() and (out[:, 2] > 0).any()
     with pytest.raises(ValueError):
         RewardDecomposition(DecompositionConfig(K=2, head_signs="+"), n_features=3)
+
+
+def test_sign_penalty_by_hand() -> None:
+    """L_sign = mean_B Σ_k ReLU(−s_k·r̂_k)²: only wrong-signed outputs of signed channels cost."""
+    from rd2.decomposition import loss_sign
+
+    sub = torch.tensor([[-1.0, 2.0, -3.0], [0.5, -0.5, 4.0]])
+    # row 1: channel 0 (+) is −1 → 1; channel 1 (−) is +2 → 4; channel 2 unsigned.  row 2: nothing wrong.
+    assert math.isclose(float(loss_sign(sub, ["+", "-", "0"])), (1 + 4) / 2)
+    cfg = DecompositionConfig(K=3, mask_type="none", hidden=8, head_signs="+,-,0", lambda_zero=0.0)
+    model = RewardDecomposition(cfg, n_features=3)
+    out = model(torch.randn(64, 3) * 10)
+    total, logs = decomposition_loss(out, torch.zeros(64), cfg)
+    assert math.isclose(float(total.detach()), logs["L_sum"] + logs["L_sign"], rel_tol=1e-5)
+    # the penalty variant leaves the head outputs free (a wrong sign is possible, and costs)
+    assert logs["L_sign"] > 0
 
 
 def test_mask_losses_do_not_reach_the_torso_by_default() -> None:
@@ -123,7 +141,7 @@ def test_mask_losses_do_not_reach_the_torso_by_default() -> None:
 
     obs = torch.randint(0, 255, (4, 4, 84, 84), dtype=torch.uint8)
     for through in (False, True):
-        cfg = dataclasses.replace(atari_decomposition(), mask_grad_to_torso=through)
+        cfg = dataclasses.replace(atari_decomposition(), mask_grad_to_torso=through, head_signs="+,-")
         model = RewardDecomposition(cfg, n_features=3136, n_actions=6, torso=NatureTorso(), fmap_channels=64)
         out = model(obs)
         (loss_mini(out["masks"]) + loss_div1(out["masks"])).backward()

@@ -34,8 +34,12 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.option("--lambda-div1", type=float, help="Weight of L_div1 [1e-2].")
 @click.option("--lambda-div2", type=float, help="Weight of L_div2 (decorrelation) [0].")
 @click.option("--lambda-zero", type=float, help="Weight of the zero-reward term [1.0].")
-@click.option("--head-signs", help="Sign constraint per channel, e.g. '+,-' (MuDE) [none].")
-@click.option("--reward-target", type=click.Choice(["clipped", "raw"]), help="Regression target [clipped].")
+@click.option("--head-signs", help="Sign prior per channel, e.g. '+,-' (MuDE); 'auto' from the signs of the collected "
+              "rewards; '' for none [auto].")
+@click.option("--sign-fn", type=click.Choice(["penalty", "softplus", "relu"]),
+              help="Soft sign penalty, or a hard constraint (relu = MuDE) [penalty].")
+@click.option("--reward-target", type=click.Choice(["clipped", "raw", "scaled"]),
+              help="Regression target: sign(r), r, or r / max|r| [clipped].")
 @click.option("--reward-input", type=click.Choice(["next", "current_action"]),
               help="Predict r_t from s_{t+1}, or from s_t and a_t [next].")
 @click.option("--balance", type=click.Choice(["clipped", "raw"]), help="Reward-balanced sampling over [clipped].")
@@ -46,6 +50,7 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.option("--backend", type=click.Choice(["auto", "ale", "gymnasium"]), help="Vector env backend [auto].")
 @click.option("--batch-size", type=int, help="[32]")
 @click.option("--lr", type=float, help="Adam learning rate [2.5e-4].")
+@click.option("--mask-lr-scale", type=float, help="Mask-network learning rate / --lr [1].")
 @click.option("--threads", type=int, help="torch threads [2].")
 @click.option("--seed", type=int, default=None, help="[0]")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")

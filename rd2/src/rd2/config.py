@@ -13,7 +13,9 @@ from rd2.decomposition import DecompositionConfig
 
 def atari_decomposition() -> DecompositionConfig:
     # §3.1: state-dependent masks on the Nature-CNN features; §3.2: L_zero on for sparse Atari rewards.
-    return DecompositionConfig(K=2, mask_type="state", lambda_zero=1.0, hidden=256)
+    # head_signs=auto: MuDE's sign prior (§3.1 [CODE]) set from the collected rewards (rd2.decompose.auto_signs),
+    # as a soft penalty. Without it the RD² losses alone split Pong's signs only partly (README, measured).
+    return DecompositionConfig(K=2, mask_type="state", lambda_zero=1.0, hidden=256, head_signs="auto")
 
 
 @dataclass
@@ -30,9 +32,10 @@ class DecomposeConfig:
     iters: int = 2500  # decomposition updates
     batch_size: int = 32
     lr: float = 2.5e-4  # Adam
+    mask_lr_scale: float = 1.0  # the mask network learns this many times faster (the toy uses 10)
     balance: str = "clipped"  # reward-balanced sampling over clipped (what the learner sees) or raw values
     nonzero_fraction: float = 0.5  # share of nonzero-reward transitions in each batch
-    reward_target: str = "clipped"  # §3.2 default: the clipped reward sign(r); "raw" regresses the score change
+    reward_target: str = "clipped"  # §3.2 default: sign(r); "raw": the score change; "scaled": raw / max|raw|
     reward_input: str = "next"  # "next": r̂(s_{t+1}); "current_action": r̂(s_t, a_t) (§3.1, UNVERIFIED)
     eval_every: int = 250  # updates between purity evaluations (progress bar + metrics.csv)
     eval_samples: int = 2000  # nonzero-reward transitions used for the running purity

@@ -116,10 +116,32 @@ def collect(cfg: DecomposeConfig, spec: AtariSpec, device: torch.device, show: b
     return replay, info
 
 
-def _inputs(replay: ReplayBuffer, idx: np.ndarray, cfg: DecomposeConfig, device: torch.device):
+def auto_signs(replay: ReplayBuffer, K: int) -> str:
+    """``head_signs=auto``: every channel non-negative when all rewards are ≥ 0 (non-positive when all ≤ 0), so no
+    channel can cancel another; with rewards of both signs, ⌈K/2⌉ positive and ⌊K/2⌋ negative channels (the sign
+    prior of [CODE] MuDE, spec §3.1)."""
+    clipped = replay.reward_clipped.reshape(-1)[replay.valid_indices()]
+    pos, neg = bool((clipped > 0).any()), bool((clipped < 0).any())
+    if pos and neg:
+        return ",".join(["+"] * ((K + 1) // 2) + ["-"] * (K // 2))
+    if pos or neg:
+        return ",".join(["+" if pos else "-"] * K)
+    return ""
+
+
+def reward_scale(replay: ReplayBuffer, cfg: DecomposeConfig) -> float:
+    """Divisor of the raw reward: 1 for ``raw``, the largest |raw reward| collected for ``scaled`` (§3.2)."""
+    if cfg.reward_target != "scaled":
+        return 1.0
+    raw = np.abs(replay.reward_raw.reshape(-1)[replay.valid_indices()])
+    return float(raw.max()) if raw.size and raw.max() > 0 else 1.0
+
+
+def _inputs(replay: ReplayBuffer, idx: np.ndarray, cfg: DecomposeConfig, device: torch.device,
+            scale: float = 1.0):
     b = replay.get(idx)
     obs = b.next_obs if cfg.reward_input == "next" else b.obs
-    target = b.reward_clipped if cfg.reward_target == "clipped" else b.reward_raw
+    target = b.reward_clipped if cfg.reward_target == "clipped" else b.reward_raw / np.float32(scale)
     return (torch.from_numpy(obs).to(device), torch.from_numpy(b.action).to(device),
             torch.from_numpy(target).to(device), b)
 
@@ -139,6 +161,20 @@ def predict(model: RewardDecomposition, replay: ReplayBuffer, idx: np.ndarray, c
     return np.concatenate(subs), (np.concatenate(masks) if keep_masks else None)
 
 
+def input_saliency(model: RewardDecomposition, stacks: np.ndarray, actions: np.ndarray,
+                   device: torch.device) -> np.ndarray:
+    """|∂r̂_k/∂s| summed over the stacked frames (spec §6.5): (n, K, 84, 84)."""
+    model.eval()
+    x = torch.from_numpy(stacks).to(device).float().requires_grad_(True)
+    sub = model(x, torch.from_numpy(actions).to(device))["sub_rewards"]
+    maps = []
+    for k in range(sub.shape[1]):
+        (g,) = torch.autograd.grad(sub[:, k].sum(), x, retain_graph=True)
+        maps.append(g.abs().sum(1))
+    model.train()
+    return torch.stack(maps, 1).cpu().numpy()
+
+
 def run_decompose(cfg: DecomposeConfig, run: RunDir, device: torch.device, resume: bool = False,
                   show_progress: bool | None = None, log: Callable[[str], None] = print) -> dict:
     gens = seed_everything(cfg.seed)
@@ -153,8 +189,17 @@ def run_decompose(cfg: DecomposeConfig, run: RunDir, device: torch.device, resum
         replay, info = collect(cfg, spec, device, show_progress, log)
         replay.save(replay_path)
         run.file("collection.json").write_text(json.dumps(info, indent=2) + "\n")
+    if cfg.decomposition.head_signs == "auto":
+        cfg.decomposition.head_signs = auto_signs(replay, cfg.decomposition.K)
+        run.write_config(cfg)
+        log(f"sign prior from the collected rewards: head_signs={cfg.decomposition.head_signs or 'none'}")
     model = build_model(cfg, info["n_actions"]).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    mask_params = list(model.masks.parameters()) if model.masks is not None else []
+    ids = {id(p) for p in mask_params}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": cfg.lr}]
+    if mask_params:
+        groups.append({"params": mask_params, "lr": cfg.lr * cfg.mask_lr_scale})
+    opt = torch.optim.Adam(groups)
     ckpts = CheckpointManager(run.checkpoints, keep_last=2)
     start = 0
     if resume and ckpts.latest() is not None:
@@ -165,6 +210,7 @@ def run_decompose(cfg: DecomposeConfig, run: RunDir, device: torch.device, resum
         start = int(state["step"])
         log(f"resuming from update {start} ({ckpts.latest()})")
     metrics = run.metrics(resume_step=start)
+    scale = reward_scale(replay, cfg)
 
     # A fixed set of nonzero-reward transitions for the running purity (its own RNG: training draws are untouched).
     valid = replay.valid_indices()
@@ -190,7 +236,7 @@ def run_decompose(cfg: DecomposeConfig, run: RunDir, device: torch.device, resum
     for it in range(start, cfg.iters):
         idx = replay.sample_indices(cfg.batch_size, gens["numpy"], balance=cfg.balance,
                                     nonzero_fraction=cfg.nonzero_fraction)
-        obs, act, target, _ = _inputs(replay, idx, cfg, device)
+        obs, act, target, _ = _inputs(replay, idx, cfg, device, scale)
         out = model(obs, act)
         loss, terms = decomposition_loss(out, target, cfg.decomposition)
         opt.zero_grad(set_to_none=True)
@@ -265,8 +311,9 @@ def finish(cfg: DecomposeConfig, model: RewardDecomposition, replay: ReplayBuffe
     picks += list(zero_rows)
     titles += ["no reward"] * len(zero_rows)
     picks = np.asarray(picks, np.int64)
-    frames = replay.obs(replay.next_index(idx[picks]) if cfg.reward_input == "next" else idx[picks])[:, -1]
-    plot_mask_maps(frames, mask_maps(masks[picks], FMAP), titles, run.file("masks.png"))
+    stacks = replay.obs(replay.next_index(idx[picks]) if cfg.reward_input == "next" else idx[picks])
+    sal = input_saliency(model, stacks, replay.action.reshape(-1)[idx[picks]], device)
+    plot_mask_maps(stacks[:, -1], mask_maps(masks[picks], FMAP), titles, run.file("masks.png"), saliency=sal)
     nz = raw_idx != 0
     plot_scatter(sub, raw_idx, run.file("scatter.png"), seed=cfg.seed) if nz.any() else None
 

@@ -41,6 +41,12 @@ class DecompositionConfig:
     # Optional sign constraint per channel, e.g. "+,-" ([CODE] MuDE: ReLU output for the positive channel, clamp to
     # ≤ 0 for the negative one); "" = unconstrained (default). "0" leaves that channel unconstrained.
     head_signs: str = ""
+    # How a signed head is constrained. "penalty" (default): r̂_k stays free and L_sign = mean_B Σ_k ReLU(−s_k·r̂_k)²
+    # (weight lambda_sign) pulls it to its sign. "relu" ([CODE] MuDE: ReLU / clamp ≤ 0) and "softplus" are hard
+    # constraints; on Atari both die within ~250 updates, while L_zero drives every output to 0 before the torso can
+    # tell scoring frames apart (measured: Pong L_sum stuck at 0.50 with either).
+    sign_fn: str = "penalty"
+    lambda_sign: float = 1.0
     # State masks read the torso features detached (default): otherwise L_mini / L_div1 reach the torso through
     # the mask network and, on Atari, drive its features to an input-independent saturated code within ~50
     # updates, after which no head can fit L_sum (measured: L_sum stuck at 0.50 on Pong). True = let them through.
@@ -127,10 +133,9 @@ class RewardDecomposition(nn.Module):
             nn.Sequential(nn.Linear(n_features + extra, cfg.hidden), act(), nn.Linear(cfg.hidden, cfg.hidden), act(),
                           nn.Linear(cfg.hidden, 1))
             for _ in range(cfg.K))
-        signs = [t.strip() for t in cfg.head_signs.split(",")] if cfg.head_signs else ["0"] * cfg.K
-        if len(signs) != cfg.K or any(t not in ("+", "-", "0") for t in signs):
-            raise ValueError(f"head_signs {cfg.head_signs!r}: give K={cfg.K} comma-separated entries from +, -, 0")
-        self.signs = signs
+        self.signs = parse_signs(cfg.head_signs, cfg.K)
+        if cfg.sign_fn not in ("penalty", "softplus", "relu"):
+            raise ValueError(f"unknown sign_fn {cfg.sign_fn!r}: use penalty, softplus or relu")
 
     def features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.torso is None:
@@ -166,8 +171,9 @@ class RewardDecomposition(nn.Module):
                     raise ValueError("this decomposition reads the action: pass action=")
                 inp = torch.cat([inp, F.one_hot(action.long(), self.n_actions).float()], dim=1)
             y = head(inp)
-            if self.signs[k] != "0":
-                y = F.relu(y) if self.signs[k] == "+" else -F.relu(-y)
+            if self.signs[k] != "0" and self.cfg.sign_fn != "penalty":
+                f = F.softplus if self.cfg.sign_fn == "softplus" else F.relu
+                y = f(y) if self.signs[k] == "+" else -f(-y)
             outs.append(y)
         return {"sub_rewards": torch.cat(outs, dim=1), "masks": masks, "features": x}
 
@@ -204,6 +210,21 @@ def loss_zero(sub_rewards: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
     return sub_rewards[zero].pow(2).sum(1).mean()
 
 
+def loss_sign(sub_rewards: torch.Tensor, signs: list[str]) -> torch.Tensor:
+    """Soft sign prior: mean_B Σ_k ReLU(−s_k·r̂_k)² over the channels with a sign s_k ∈ {+1, −1}."""
+    s = torch.tensor([{"+": 1.0, "-": -1.0, "0": 0.0}[t] for t in signs], device=sub_rewards.device)
+    return F.relu(-s * sub_rewards).pow(2).sum(1).mean()
+
+
+def parse_signs(head_signs: str, K: int) -> list[str]:
+    if head_signs == "auto":
+        raise ValueError("head_signs='auto' is resolved from collected rewards (rd2.decompose.auto_signs) first")
+    signs = [t.strip() for t in head_signs.split(",")] if head_signs else ["0"] * K
+    if len(signs) != K or any(t not in ("+", "-", "0") for t in signs):
+        raise ValueError(f"head_signs {head_signs!r}: give K={K} comma-separated entries from +, -, 0")
+    return signs
+
+
 def decomposition_loss(out: dict[str, torch.Tensor], reward: torch.Tensor,
                        cfg: DecompositionConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """L_dec and its terms (unweighted) for logging."""
@@ -220,6 +241,9 @@ def decomposition_loss(out: dict[str, torch.Tensor], reward: torch.Tensor,
     if cfg.lambda_zero:
         terms["L_zero"] = loss_zero(sub, reward)
         total = total + cfg.lambda_zero * terms["L_zero"]
+    if cfg.head_signs and cfg.sign_fn == "penalty" and cfg.lambda_sign:
+        terms["L_sign"] = loss_sign(sub, parse_signs(cfg.head_signs, cfg.K))
+        total = total + cfg.lambda_sign * terms["L_sign"]
     logs = {k: float(v.detach()) for k, v in terms.items()}
     logs["mask_size"] = float(masks.detach().sum(2).mean())
     return total, logs

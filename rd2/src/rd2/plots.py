@@ -25,20 +25,27 @@ def _upsample(m: np.ndarray, size: int = 84) -> np.ndarray:
 
 
 def plot_mask_maps(frames: np.ndarray, maps: np.ndarray, titles: list[str], path: str | Path,
-                   channel_names: list[str] | None = None) -> Path:
-    """One row per example: the frame, then each channel's 7×7 mask map (upsampled, red) over it."""
+                   channel_names: list[str] | None = None, saliency: np.ndarray | None = None) -> Path:
+    """One row per example: the frame, then each channel's 7×7 mask map (upsampled, red) over it and, when given,
+    each channel's input saliency |∂r̂_k/∂s| (84×84, red). Each map is stretched over its own min–max range
+    (written in the title), so spatial structure shows even when a mask is nearly flat."""
     n, k = maps.shape[:2]
     names = channel_names or [f"channel {i}" for i in range(k)]
-    fig, axes = plt.subplots(n, k + 1, figsize=(2.2 * (k + 1), 2.3 * n), squeeze=False)
-    vmax = max(float(maps.max()), 1e-6)
+    cols = 1 + k * (2 if saliency is not None else 1)
+    fig, axes = plt.subplots(n, cols, figsize=(2.2 * cols, 2.3 * n), squeeze=False)
     for i in range(n):
         axes[i, 0].imshow(frames[i], cmap="gray", vmin=0, vmax=255)
         axes[i, 0].set_title(titles[i], fontsize=8)
-        for j in range(k):
-            ax = axes[i, j + 1]
+        panels = [(f"{names[j]} mask", _upsample(maps[i, j], frames.shape[-1]), maps[i, j]) for j in range(k)]
+        if saliency is not None:
+            panels += [(f"{names[j]} |dr/ds|", saliency[i, j], saliency[i, j]) for j in range(k)]
+        for c, (label, img, raw) in enumerate(panels):
+            ax = axes[i, c + 1]
+            lo, hi = float(raw.min()), float(raw.max())
             ax.imshow(frames[i], cmap="gray", vmin=0, vmax=255)
-            ax.imshow(_upsample(maps[i, j], frames.shape[-1]), cmap="Reds", alpha=0.55, vmin=0, vmax=vmax)
-            ax.set_title(f"{names[j]} mask (mean {maps[i, j].mean():.2f})", fontsize=8)
+            ax.imshow((img - lo) / max(hi - lo, 1e-12), cmap="Reds", alpha=0.55, vmin=0, vmax=1)
+            rng = f"{lo:.2f}-{hi:.2f}" if "mask" in label else f"max {hi:.2g}"
+            ax.set_title(f"{label} ({rng})", fontsize=7)
         for ax in axes[i]:
             ax.set_xticks([])
             ax.set_yticks([])
