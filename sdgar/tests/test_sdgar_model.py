@@ -150,3 +150,6 @@ def test_discriminator_loss_matches_official_formula() -> None:
     reg = 0.05 / 512 * 0.5 * (pu[users].square().sum() + w[pos].square().sum() + w[negs].square().sum() / 5
                               + bias[pos].square().sum() + bias[negs].square().sum() / 5)
     assert loss.item() == pytest.approx((data_loss + reg).item(), rel=1e-6)
+    model.config.neg_weight = 3.0  # the issue-10 knob scales only the negative half of the data loss
+    weighted, parts = model.batch_loss(users, pos, negs, log_q)
+    assert weighted.item() == pytest.approx((data_loss + reg + 0.5 * 2.0 * parts["neg_loss"]).item(), rel=1e-6)

@@ -44,6 +44,7 @@ class SDGARConfig:
     use_generator: bool = True  # ablation: False = uniform Q, no generator updates
     skip_last_gen_update: bool = False  # the official run's update after the last epoch is never used (§2)
     lr_decay: float = 1.0  # D learning rate × this after every D epoch (not in the official code; issue 10)
+    neg_weight: float = 1.0  # L = ½(L_pos + neg_weight·L_neg); 1 is the official loss (issue 10 sweep knob)
 
 
 def snis_weights(g: torch.Tensor, log_q: torch.Tensor, temperature: float, use_importance: bool = True,
@@ -119,7 +120,7 @@ class SDGAR(Recommender):
         g = F.softplus(f_neg)  # ℓ(u, j) = −log(1 − D(j|u))
         w = snis_weights(g, log_q, cfg.temperature, cfg.use_importance, cfg.snis_grad == "stop")
         neg_loss = (w * g).sum(1)
-        data_loss = 0.5 * (pos_loss.mean() + neg_loss.mean())  # mean over concat[pos rows, neg rows]
+        data_loss = 0.5 * (pos_loss.mean() + cfg.neg_weight * neg_loss.mean())  # mean of concat[pos, neg rows]
         s = negs.shape[1]  # L2 as tf.nn.l2_loss on the gathered rows, negatives divided by |S|
         reg = 0.5 * (p_u.square().sum() + q_i.square().sum() + b_i.square().sum()
                      + (q_j.square().sum() + b_j.square().sum()) / s)
