@@ -19,10 +19,16 @@ from pathlib import Path
 
 import torch
 
-from sarigan.data import save_grid
+from sarigan.data import load_shapes, save_grid
 from sarigan.edit import edit_grid, load_generator, sweep_layer
 from sarigan.groups import inspect_groups, summary_lines, write_report
-from sarigan.metrics.disentanglement import format_matrix
+from sarigan.metrics.disentanglement import (
+    evaluate_disentanglement,
+    factor_changes,
+    format_matrix,
+    real_pair_baseline,
+    shapes_factor_predictor,
+)
 from sarigan.train import z_from_seeds
 
 
@@ -40,9 +46,6 @@ def main() -> None:
         sys.exit(0)
     G = load_generator(row)
     if not dis_path.is_file():
-        from sarigan.data import load_shapes
-        from sarigan.metrics.disentanglement import evaluate_disentanglement, shapes_factor_predictor
-
         real = load_shapes(G.cfg.resolution).images
         dis = evaluate_disentanglement(G, shapes_factor_predictor(G.cfg.resolution), real, "model", 64)
         dis["random_units_score"] = evaluate_disentanglement(G, shapes_factor_predictor(G.cfg.resolution), real,
@@ -58,12 +61,23 @@ def main() -> None:
     w = G.mapping(z_from_seeds(list(range(args.seeds)), G.cfg.z_dim))
     scales = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5]
     up = max(1, 64 // G.cfg.resolution)
+    net = shapes_factor_predictor(G.cfg.resolution)
+    baseline = real_pair_baseline(net, load_shapes(G.cfg.resolution).images)
     for factor, top in dis["top_unit"].items():
         if G.cfg.grouping == "none":
             break
         with torch.no_grad():
             grid = edit_grid(G, w, top["layer"], top["group"], scales, mode="gain")
-        save_grid(grid, out / f"edit_{factor}_L{top['layer']}G{top['group']}.png", nrow=len(scales), upscale=up)
+        name = f"edit_{factor}_L{top['layer']}G{top['group']}.png"
+        save_grid(grid, out / name, nrow=len(scales), upscale=up)
+        # what the factor predictor reads in this very grid: mean change per column against the unedited column
+        cols = grid.reshape(args.seeds, len(scales), *grid.shape[1:])
+        base = cols[:, scales.index(0.0)]
+        print(f"{name}: predicted change vs δ=0 (× real-pair distance), rows = δ")
+        print("  δ     " + " ".join(f"{f:>7}" for f in net.heads))
+        for k, delta in enumerate(scales):
+            change = factor_changes(net, cols[:, k], base, baseline).mean(0)
+            print(f"  {delta:+.1f}  " + " ".join(f"{v:7.3f}" for v in change.tolist()))
     layers = sorted({t["layer"] for t in dis["top_unit"].values()})
     for layer in layers if G.cfg.grouping != "none" else []:
         with torch.no_grad():

@@ -72,6 +72,13 @@ def _distances(net: LabelNet, a: dict[str, torch.Tensor], b: dict[str, torch.Ten
 
 
 @torch.no_grad()
+def factor_changes(net: LabelNet, edited: torch.Tensor, base: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
+    """Per-image, per-factor change of the predicted factors from ``base`` to ``edited`` (images in [-1, 1]),
+    in units of the real-pair baseline (1.0 = as much as between two unrelated real images). [B, F]"""
+    return _distances(net, _predict(net, edited), _predict(net, base)) / baseline
+
+
+@torch.no_grad()
 def real_pair_baseline(net: LabelNet, real_images: torch.Tensor, n: int = 2000, seed: int = 0) -> torch.Tensor:
     """Per-factor mean distance between the predictions of random pairs of real images. [F]"""
     g = torch.Generator().manual_seed(seed)
@@ -93,13 +100,13 @@ def effect_matrix(G: Generator, net: LabelNet, units: list[EditUnit], baseline: 
         ws = G.mapping(z)
         if psi != 1.0:
             ws = G.truncate(ws, psi)
-        base = _predict(net, G.synthesis(ws, "const")[0])
+        base = G.synthesis(ws, "const")[0]
         for u, unit in enumerate(units):
             for delta in deltas:
                 with style_edit(G, unit.layer, unit.group, delta, mode="gain", channels=unit.channels):
-                    edited = _predict(net, G.synthesis(ws, "const")[0])
-                total[u] += _distances(net, edited, base).sum(0)
-    return (total / (n_seeds * len(deltas)) / baseline).numpy()
+                    edited = G.synthesis(ws, "const")[0]
+                total[u] += factor_changes(net, edited, base, baseline).sum(0)
+    return (total / (n_seeds * len(deltas))).numpy()
 
 
 def concentration(effects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
