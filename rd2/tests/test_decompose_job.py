@@ -45,7 +45,7 @@ def test_resume_continues_exactly(tmp_path) -> None:
 
 def test_config_roundtrip_and_bad_preset(tmp_path) -> None:
     cfg = make_config("demo", K=3, lambda_mini=0.5)
-    assert cfg.decomposition.K == 3 and cfg.decomposition.lambda_mini == 0.5 and cfg.steps == 25_000
+    assert cfg.decomposition.K == 3 and cfg.decomposition.lambda_mini == 0.5 and cfg.steps == 50_000
     run = RunDir.create(tmp_path, "c")
     run.write_config(cfg)
     assert config_from_dict(run.read_config()) == cfg
@@ -111,4 +111,4 @@ def test_scaled_reward_target_divides_by_the_largest_raw_reward() -> None:
 
     rb = _replay_with([0, 20, 100, 120])
     assert reward_scale(rb, make_config("demo", reward_target="scaled")) == 120.0
-    assert reward_scale(rb, make_config("demo")) == 1.0
+    assert reward_scale(rb, make_config("demo", reward_target="clipped")) == 1.0

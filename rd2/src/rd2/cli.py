@@ -39,10 +39,10 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.option("--sign-fn", type=click.Choice(["penalty", "softplus", "relu"]),
               help="Soft sign penalty, or a hard constraint (relu = MuDE) [penalty].")
 @click.option("--reward-target", type=click.Choice(["clipped", "raw", "scaled"]),
-              help="Regression target: sign(r), r, or r / max|r| [clipped].")
+              help="Regression target: sign(r), r, or r / max|r| [scaled].")
 @click.option("--reward-input", type=click.Choice(["next", "current_action"]),
               help="Predict r_t from s_{t+1}, or from s_t and a_t [next].")
-@click.option("--balance", type=click.Choice(["clipped", "raw"]), help="Reward-balanced sampling over [clipped].")
+@click.option("--balance", type=click.Choice(["clipped", "raw"]), help="Reward-balanced sampling over [raw] values.")
 @click.option("--policy", type=click.Choice(["random", "agent"]), help="Collection policy [random].")
 @click.option("--agent-ckpt", type=click.Path(dir_okay=False), help="Agent checkpoint for --policy agent.")
 @click.option("--epsilon", type=float, help="ε-greedy exploration on top of the agent [0.05].")
