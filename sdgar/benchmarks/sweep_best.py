@@ -33,7 +33,8 @@ from sdgar.train import train
 DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data from the project root
 SHORT = {"dis_emb_dim": "d", "learning_rate": "lr", "dis_lambda": "lam", "temperature": "T",
          "dis_sample_num": "S", "batch_size": "bs", "lr_decay": "decay", "optimizer": "opt", "snis_grad": "snis",
-         "epochs": "ep", "seed": "seed", "reg": "reg", "factors": "f", "alpha": "a"}
+         "epochs": "ep", "seed": "seed", "reg": "reg", "factors": "f", "alpha": "a", "neg_weight": "nw",
+         "patience": "pat"}
 
 
 def combos(grid: list[str]) -> list[list[str]]:

@@ -83,3 +83,11 @@ def test_lr_decay_multiplies_the_learning_rate_every_epoch() -> None:
     for _ in range(3):
         model.train_epoch(TrainData(data.train), gen)
     assert model.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**3)
+
+
+def test_best_preset_keeps_the_official_presets_and_evaluates_test_once() -> None:
+    best = make_config("sdgar", "best", {"data": "citeulike"})
+    official = make_config("sdgar", "citeulike", {"data": "citeulike"})
+    assert best.train.eval_every == best.train.epochs  # test is only read after the last (validation-chosen) epoch
+    assert (best.model.dis_emb_dim, best.model.dis_sample_num, best.model.optimizer) == (128, 50, "lazy_adam")
+    assert (official.model.dis_emb_dim, official.model.dis_sample_num, official.model.optimizer) == (32, 5, "adam")

@@ -78,7 +78,8 @@ def _data_overrides(data: str | None, data_root: str | None, fmt: str, synthetic
               help="gowalla | citeulike | synthetic | ... (see 'sdgar data list') or a PATH. Required unless --resume.")
 @data_options
 @click.option("--model", default="sdgar", show_default=True, help="sdgar, bpr, or another registered model.")
-@click.option("--preset", default=None, help="citeulike | gowalla | demo (default: the dataset's own, if any).")
+@click.option("--preset", default=None,
+              help="citeulike | gowalla | best | demo (default: the dataset's own, if any).")
 @click.option("--epochs", type=int, default=None, help="Number of epochs (official: 75).")
 @click.option("--eval-every", type=int, default=None, help="Evaluate every N epochs (official: 5).")
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N  [default: auto]")
