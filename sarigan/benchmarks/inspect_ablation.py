@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--row", default="sarigan")
     ap.add_argument("--seeds", type=int, default=6)
+    ap.add_argument("--units", default="", help="extra (layer:group) units to grid, e.g. 3:3,3:1")
     args = ap.parse_args()
     torch.set_num_threads(1)
     row = args.run_dir / args.row
@@ -52,23 +53,31 @@ def main() -> None:
                                                              "random", 64)["score"]
         dis_path.write_text(json.dumps(dis, indent=1))
     dis = json.loads(dis_path.read_text())
+    if "random_units_score" not in dis and (row / "result.json").is_file():  # `sarigan ablate` keeps it there
+        dis["random_units_score"] = json.loads((row / "result.json").read_text()).get("disent_random_units")
     out = row / "inspect"
     write_report(G, out / "groups")
     print("\n".join(summary_lines(inspect_groups(G))))
     print(format_matrix(dis))
-    print(f"score {dis['score']:.3f} (random units {dis.get('random_units_score', float('nan')):.3f}); "
+    print(f"score {dis['score']:.3f} (random units {dis.get('random_units_score') or float('nan'):.3f}); "
           f"exclusivity {json.dumps(dis.get('exclusivity'))}; top units: {json.dumps(dis['top_unit'])}")
     w = G.mapping(z_from_seeds(list(range(args.seeds)), G.cfg.z_dim))
     scales = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5]
     up = max(1, 64 // G.cfg.resolution)
     net = shapes_factor_predictor(G.cfg.resolution)
     baseline = real_pair_baseline(net, load_shapes(G.cfg.resolution).images)
+    units: dict[tuple[int, int], list[str]] = {}  # (layer, group) → the factors it tops (a unit is gridded once)
     for factor, top in dis["top_unit"].items():
+        units.setdefault((top["layer"], top["group"]), []).append(factor)
+    for spec in filter(None, args.units.split(",")):
+        layer, group = (int(v) for v in spec.split(":"))
+        units.setdefault((layer, group), []).append("extra")
+    for (layer, group), tops in units.items():
         if G.cfg.grouping == "none":
             break
         with torch.no_grad():
-            grid = edit_grid(G, w, top["layer"], top["group"], scales, mode="gain")
-        name = f"edit_{factor}_L{top['layer']}G{top['group']}.png"
+            grid = edit_grid(G, w, layer, group, scales, mode="gain")
+        name = f"edit_{'+'.join(tops)}_L{layer}G{group}.png"
         save_grid(grid, out / name, nrow=len(scales), upscale=up)
         # what the factor predictor reads in this very grid: mean change per column against the unedited column
         cols = grid.reshape(args.seeds, len(scales), *grid.shape[1:])
