@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "metrics.json").write_text(json.dumps({"world_size": world, "replica_drift": drift,
                                                                   "history": history}))
+    dist.barrier()  # no rank tears gloo down while another still uses it (seen as SIGABRT at exit under load)
     dist.destroy_process_group()
 
 
