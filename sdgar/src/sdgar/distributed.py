@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -179,3 +180,9 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    # Skip interpreter teardown: with gloo, a rank sometimes aborts in C++ static destructors after a clean run
+    # ("terminate called without an active exception", SIGABRT; about 1 run in 3 of tests/test_ddp.py even after
+    # the barrier above). All results are written and the process group is destroyed by now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
