@@ -317,7 +317,10 @@ def finish(cfg: DecomposeConfig, model: RewardDecomposition, replay: ReplayBuffe
     nz = raw_idx != 0
     plot_scatter(sub, raw_idx, run.file("scatter.png"), seed=cfg.seed) if nz.any() else None
 
+    # r̂_k (sub_rewards.csv, scatter.png) are in units of the regression target: raw reward / reward_scale.
     summary = {"game": spec.game, "K": K, **res.as_dict(), "confusion": res.confusion.tolist(),
+               "reward_target": cfg.reward_target, "reward_scale": reward_scale(replay, cfg),
+               "head_signs": cfg.decomposition.head_signs,
                "sources": res.sources, "collection": info}
     run.file("purity.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"{spec.game}: purity {res.purity:.3f} (balanced {res.balanced:.3f}) over {res.n} nonzero-reward "
