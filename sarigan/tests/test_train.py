@@ -110,6 +110,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
         torch.save({"flat": flat, "first": first, "n_rng": len(state["rng"]), "w_avg": tr.G.w_avg}, f"{out}/{rank}.pt")
     finally:
         dist.destroy_process_group()
+    os._exit(0)  # skip teardown: gloo sometimes aborts in C++ destructors after a clean run (torch 2.13)
 
 
 def test_two_process_gloo_data_parallel(tmp_path: Path) -> None:

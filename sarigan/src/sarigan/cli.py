@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -153,6 +154,12 @@ def train(data_spec: str, preset: str, kimg: float | None, run_dir: str | None, 
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+    if world > 1:
+        # A clean multi-process run skips interpreter teardown: with gloo a rank sometimes aborts in C++
+        # destructors after finishing ("terminate called without an active exception"), failing torchrun.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _parse_seeds(spec: str) -> list[int]:
