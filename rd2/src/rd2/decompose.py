@@ -194,12 +194,7 @@ def run_decompose(cfg: DecomposeConfig, run: RunDir, device: torch.device, resum
         run.write_config(cfg)
         log(f"sign prior from the collected rewards: head_signs={cfg.decomposition.head_signs or 'none'}")
     model = build_model(cfg, info["n_actions"]).to(device)
-    mask_params = list(model.masks.parameters()) if model.masks is not None else []
-    ids = {id(p) for p in mask_params}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": cfg.lr}]
-    if mask_params:
-        groups.append({"params": mask_params, "lr": cfg.lr * cfg.mask_lr_scale})
-    opt = torch.optim.Adam(groups)
+    opt = torch.optim.Adam(model.param_groups(cfg.lr, cfg.mask_lr_scale))
     ckpts = CheckpointManager(run.checkpoints, keep_last=2)
     start = 0
     if resume and ckpts.latest() is not None:

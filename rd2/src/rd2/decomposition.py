@@ -137,6 +137,15 @@ class RewardDecomposition(nn.Module):
         if cfg.sign_fn not in ("penalty", "softplus", "relu"):
             raise ValueError(f"unknown sign_fn {cfg.sign_fn!r}: use penalty, softplus or relu")
 
+    def param_groups(self, lr: float, mask_lr_scale: float = 1.0) -> list[dict]:
+        """Adam groups: everything at ``lr``, the masks at ``lr · mask_lr_scale`` (masks learn faster)."""
+        masks = list(self.masks.parameters()) if self.masks is not None else []
+        ids = {id(p) for p in masks}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in ids], "lr": lr}]
+        if masks:
+            groups.append({"params": masks, "lr": lr * mask_lr_scale})
+        return groups
+
     def features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.torso is None:
             return obs.float(), None

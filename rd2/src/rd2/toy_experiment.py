@@ -67,12 +67,7 @@ def train_toy(cfg: ToyConfig, dec: DecompositionConfig, seed: int, data: dict[st
     gens = seed_everything(seed)
     torch.set_num_threads(1)  # tiny MLPs: one thread avoids sync overhead on a shared CPU
     model = RewardDecomposition(dec, n_features=data["next_obs"].shape[1], n_actions=5)
-    mask_params = list(model.masks.parameters()) if model.masks is not None else []
-    ids = {id(p) for p in mask_params}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": cfg.lr}]
-    if mask_params:
-        groups.append({"params": mask_params, "lr": cfg.lr * cfg.mask_lr_scale})
-    opt = torch.optim.Adam(groups)
+    opt = torch.optim.Adam(model.param_groups(cfg.lr, cfg.mask_lr_scale))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iters)
     obs, act, rew = (torch.from_numpy(data[k]) for k in ("next_obs", "action", "reward"))
     batches = _batches(data["reward"], cfg, gens["numpy"])
