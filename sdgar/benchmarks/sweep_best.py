@@ -77,6 +77,7 @@ def main() -> int:
     ap.add_argument("--patience", type=int, default=3, help="evaluations without a new validation best (0 = off)")
     ap.add_argument("--valid-frac", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (timings are only comparable on one device)")
     args = ap.parse_args()
 
     root = Path(args.data_root)
@@ -87,7 +88,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     data_sets = {"data": args.data, "data_root": str(root), "valid_frac": args.valid_frac}
     train_base = {"epochs": args.epochs, "eval_every": args.eval_every, "patience": args.patience,
-                  "threads": args.threads, "device": "cpu"}
+                  "threads": args.threads, "device": args.device}
     dataset = None
     for sets in combos(args.grid):
         over = parse_set(args.base + sets)

@@ -290,7 +290,7 @@ class Trainer:
 
     def restore(self, path: Path) -> bool:
         """Load a checkpoint; returns whether it was taken at an episode boundary (exact resume)."""
-        state = load_checkpoint(path, map_location=self.device)
+        state = load_checkpoint(path, map_location="cpu")  # RNG and sum-tree states stay on the CPU
         self.agent.load_state_dict(state["agent"])
         c = state["counters"]
         self.step, self.updates, self.pending = int(c["step"]), int(c["updates"]), int(c["pending"])
@@ -498,7 +498,7 @@ def load_agent(ckpt: str | Path, device: str = "auto") -> tuple[Agent, TrainConf
     from rd2.agents.base import config_from_dict
 
     dev = select_device(device)
-    state = load_checkpoint(ckpt, map_location=dev)
+    state = load_checkpoint(ckpt, map_location="cpu")
     if "train_config" not in state or "agent" not in state:
         raise UserError(f"{ckpt} is not an `rd2 train` checkpoint (no agent inside); pass a file from "
                         "<run>/checkpoints/")
