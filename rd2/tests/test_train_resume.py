@@ -57,3 +57,20 @@ def test_resume_is_bit_identical(tmp_path, algo: str) -> None:
     pd.testing.assert_frame_equal(pa[cols], pb[cols])
     ea, eb = pd.read_csv(full.file("eval.csv")), pd.read_csv(part.file("eval.csv"))
     pd.testing.assert_frame_equal(ea, eb)
+
+
+def test_warmup_acts_uniformly_even_with_noisy_nets(tmp_path) -> None:
+    """Before learning starts the behaviour policy is uniform (ε = 1), also for noisy agents whose schedule is
+    ε = 0: a frozen noisy net would repeat one action for the whole warm-up."""
+    cfg = TrainConfig(env="toy", algo="rainbow", preset="toy", frames=300, seed=0, eval_every=0, ckpt_every=0,
+                      progress=False)
+    acfg = agent_config("rainbow", "toy", {"noisy": True, "eps_start": 0.0, "eps_end": 0.0, "learning_starts": 200,
+                                           "batch_size": 16, "hidden": 16})
+    trainer = Trainer(cfg, acfg, RunDir(tmp_path / "run"))
+    assert trainer.epsilon() == 1.0
+    trainer.step = 199
+    assert trainer.epsilon() == 1.0
+    trainer.step = 200
+    assert trainer.epsilon() == 0.0
+    summary = trainer.train()
+    assert summary["step"] == 300 and isinstance(summary["unfinished"], list)

@@ -15,7 +15,8 @@ from sdgar.models.dns import dns_pick
 from sdgar.models.irgan import IRGAN, IRGANConfig, importance_proposal, reinforce_loss
 from sdgar.models.registry import build_model, get_model
 from sdgar.models.sa import sa_weights
-from sdgar.models.warp import harmonic_table, warp_first_violation, warp_weight
+from sdgar.models.warp import WARP, WARPConfig, harmonic_table, warp_first_violation, warp_weight
+from sdgar.sampling import PositiveSet
 
 
 def test_dns_picks_highest_scoring_candidate() -> None:
@@ -38,6 +39,33 @@ def test_warp_rank_estimate_and_weight() -> None:
     assert w[0] == pytest.approx(float(table[50]))   # rank ⌊100/2⌋ = 50
     assert w[1] == pytest.approx(float(table[100]))  # rank ⌊100/1⌋ = 100
     assert w[2] == 0.0
+
+
+def test_warp_draws_are_sequential_across_growing_blocks() -> None:
+    """The t-th draw of a row is the t-th item of its stream, whatever block it falls in (10, 20, 40, ...)."""
+    n_items, streams = 200, [[1] * 24 + [7], [7], [1] * 100, [1] * 35 + [7]]  # item 7 is the only violator
+    warp = WARP(len(streams), n_items, WARPConfig(dim=2, max_trials=100))
+    with torch.no_grad():
+        warp.d.user.zero_()
+        warp.d.item.zero_()
+        warp.d.bias.fill_(-10.0)
+        warp.d.bias[7] = 10.0
+    pos = {u: 0 for u in range(len(streams))}
+
+    def draw(users: torch.Tensor) -> torch.Tensor:  # each user's next items, in order
+        out = []
+        for u in users.tolist():
+            stream = streams[u]
+            out.append(stream[pos[u]] if pos[u] < len(stream) else 1)
+            pos[u] += 1
+        return torch.tensor(out)
+
+    u = torch.arange(len(streams))
+    positives = PositiveSet(torch.tensor([0]), torch.tensor([0]), n_items)
+    f_pos = torch.zeros(len(streams))  # f_j > f_i − 1 only for item 7
+    j, trials = warp._first_violators(u, warp.d.users(u), f_pos, positives, draw)
+    assert trials.tolist() == [25, 1, 0, 36]
+    assert j[[0, 1, 3]].tolist() == [7, 7, 7]
 
 
 def test_aobpr_rank_draw_is_truncated_geometric() -> None:

@@ -239,6 +239,10 @@ def train(env, algo, frames, preset, sets, num_components, seed, num_envs, eval_
         click.echo(f"interrupted at frame {summary['frames']}: checkpoint {summary['checkpoint']} saved")
     click.echo(f"{cfg.algo} on {cfg.env}: {summary['frames']} frames, {summary['updates']} updates, "
                f"{summary['sps']:.0f} steps/s; last episode return {summary['last_return']:.1f}")
+    open_eps = ", ".join(f"env {u['env']}: {u['length']} steps, return {u['return_raw']:.0f}"
+                         for u in summary.get("unfinished", []))
+    if open_eps:
+        click.echo(f"episodes still running (not in progress.csv): {open_eps}")
     if summary.get("exact_resume") is False:
         click.echo("note: resumed from a mid-episode checkpoint: new episodes were started (not bit-exact)")
     click.echo(f"run dir: {summary['run_dir']}  (progress.csv, eval.csv, checkpoints/)")

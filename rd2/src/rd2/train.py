@@ -317,7 +317,12 @@ class Trainer:
         return obs
 
     def epsilon(self) -> float:
+        """ε of the behaviour policy. Uniform random actions fill the replay before learning starts (the Dopamine
+        convention): a noisy net's noise is only redrawn after updates, so during the warm-up it would repeat one
+        action, and in Gopher that never ends an episode."""
         a = self.acfg
+        if self.step < a.learning_starts:
+            return 1.0
         return linear(a.eps_start, a.eps_end, a.eps_decay_steps, self.step)
 
     def evaluate(self, log) -> dict[str, float]:
@@ -420,9 +425,13 @@ class Trainer:
         for env in self.envs:
             env.close()
         elapsed = time.perf_counter() - t0
+        # episodes still running when training stopped never reach progress.csv; report them (a policy that stalls
+        # the game shows up here, not in the learning curve)
+        unfinished = [{"env": i, "length": int(st["length"]), "return_raw": st["return_raw"]}
+                      for i, st in enumerate(ep_stats) if st["length"] > 0]
         return {"step": self.step, "frames": self.step * self.skip, "updates": self.updates,
                 "sps": (self.step - s0) / elapsed if elapsed > 0 else 0.0, "checkpoint": str(final),
-                "last_return": last_return, "interrupted": interrupted}
+                "last_return": last_return, "interrupted": interrupted, "unfinished": unfinished}
 
     def _new_episode(self) -> dict[str, float]:
         st = {"return_raw": 0.0, "return_clipped": 0.0, "length": 0}

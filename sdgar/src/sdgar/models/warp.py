@@ -3,8 +3,11 @@
 For each training pair (u, i), draw non-positive items j uniformly until one violates the margin,
 f(u,j) > f(u,i) − margin, for at most ``max_trials`` draws. If the t-th draw violates, the rank of i is estimated
 as r = ⌊(M − 1)/t⌋ and the pair gets the hinge loss L(r)·[margin − f(u,i) + f(u,j)]_+ with L(r) = Σ_{k≤r} 1/k.
-Rows without a violation contribute nothing. The draws are vectorised in blocks of 10: the rows still without a
-violator draw and score the next 10 candidates, and the first violator is taken (the same distribution).
+Rows without a violation contribute nothing. The draws are vectorised in blocks of 10, 20, 40, …: the rows still
+without a violator draw and score the next block, and the first violator is taken (the same distribution as one
+draw at a time). Doubling bounds the rounds per batch by log2(max_trials / 10) + 1 (4 for 100): late in training
+most rows find no violator, and fixed blocks of 10 took 10 synchronising rounds per batch (80–90 s per Gowalla
+epoch on an H100, 20× BPR's).
 """
 
 from __future__ import annotations
@@ -53,18 +56,19 @@ class WARP(BPR):
     def __init__(self, n_users: int, n_items: int, config: WARPConfig | None = None) -> None:
         super().__init__(n_users, n_items, config or WARPConfig())
         self._table = harmonic_table(n_items)
-        self.block = 10  # candidates drawn per round for the rows still without a violator
+        self.block = 10  # candidates drawn in the first round; each further round draws twice as many
 
     def _first_violators(self, u: torch.Tensor, p_u: torch.Tensor, f_pos: torch.Tensor, positives: PositiveSet,
                          draw: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sequential WARP draws in blocks: only rows still without a violator draw the next block."""
+        """Sequential WARP draws in doubling blocks: only rows still without a violator draw the next block."""
         cfg = self.config
         j = torch.zeros_like(u)
         trials = torch.zeros_like(u)
         open_rows = torch.arange(len(u), device=u.device)
-        done = 0
+        done, block = 0, self.block
         while done < cfg.max_trials and open_rows.numel() > 0:
-            n = min(self.block, cfg.max_trials - done)
+            n = min(block, cfg.max_trials - done)
+            block *= 2
             cand, _ = sample_rejecting(draw, u[open_rows].repeat_interleave(n), positives)
             cand = cand.view(-1, n)
             q_c, b_c = self.d.items(cand)
