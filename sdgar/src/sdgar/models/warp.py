@@ -5,9 +5,9 @@ f(u,j) > f(u,i) − margin, for at most ``max_trials`` draws. If the t-th draw v
 as r = ⌊(M − 1)/t⌋ and the pair gets the hinge loss L(r)·[margin − f(u,i) + f(u,j)]_+ with L(r) = Σ_{k≤r} 1/k.
 Rows without a violation contribute nothing. The draws are vectorised in blocks of 10, 20, 40, …: the rows still
 without a violator draw and score the next block, and the first violator is taken (the same distribution as one
-draw at a time). Doubling bounds the rounds per batch by log2(max_trials / 10) + 1 (4 for 100): late in training
-most rows find no violator, and fixed blocks of 10 took 10 synchronising rounds per batch (80–90 s per Gowalla
-epoch on an H100, 20× BPR's).
+draw at a time). Doubling bounds the rounds per batch by log2(max_trials / 10) + 1 (4 for 100, was 10): late in
+training most rows find no violator, and each round synchronises with the device (with fixed blocks of 10 a Gowalla
+epoch took 80–90 s on an H100, 20× BPR's; not re-measured since).
 """
 
 from __future__ import annotations
