@@ -5,7 +5,6 @@ import torch
 
 from rd2.decomposition import (
     DecompositionConfig,
-    NatureTorso,
     RewardDecomposition,
     decomposition_loss,
     loss_div1,
@@ -14,6 +13,7 @@ from rd2.decomposition import (
     loss_sum,
     loss_zero,
 )
+from rd2.torso import NatureCNN
 
 
 def test_loss_sum_and_zero_by_hand() -> None:
@@ -88,7 +88,7 @@ def test_shuffle_gate_train_mode_hides_closed_features() -> None:
 
 def test_state_masks_on_atari_features_and_action_input() -> None:
     cfg = DecompositionConfig(K=3, mask_type="state", hidden=32, action_input=True)
-    model = RewardDecomposition(cfg, n_features=3136, n_actions=6, torso=NatureTorso(), fmap_channels=64)
+    model = RewardDecomposition(cfg, n_features=3136, n_actions=6, torso=NatureCNN(), fmap_channels=64)
     obs = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
     out = model(obs, torch.tensor([0, 5]))
     assert out["sub_rewards"].shape == (2, 3) and out["masks"].shape == (2, 3, 3136)
@@ -137,12 +137,13 @@ def test_mask_losses_do_not_reach_the_torso_by_default() -> None:
     import dataclasses
 
     from rd2.config import atari_decomposition
-    from rd2.decomposition import NatureTorso, RewardDecomposition, loss_div1, loss_mini
+    from rd2.decomposition import RewardDecomposition, loss_div1, loss_mini
+    from rd2.torso import NatureCNN
 
     obs = torch.randint(0, 255, (4, 4, 84, 84), dtype=torch.uint8)
     for through in (False, True):
         cfg = dataclasses.replace(atari_decomposition(), mask_grad_to_torso=through, head_signs="+,-")
-        model = RewardDecomposition(cfg, n_features=3136, n_actions=6, torso=NatureTorso(), fmap_channels=64)
+        model = RewardDecomposition(cfg, n_features=3136, n_actions=6, torso=NatureCNN(), fmap_channels=64)
         out = model(obs)
         (loss_mini(out["masks"]) + loss_div1(out["masks"])).backward()
         torso_grad = sum(float(p.grad.abs().sum()) for p in model.torso.parameters() if p.grad is not None)

@@ -30,14 +30,15 @@ from neurips20_common import (
 )
 
 from rd2.config import DecomposeConfig
-from rd2.decomposition import NatureTorso, RewardDecomposition, decomposition_loss
+from rd2.decomposition import RewardDecomposition, decomposition_loss
 from rd2.envs.atari import AtariSpec, make_vector_env, resolve_env_id
 from rd2.envs.collector import Collector, random_policy
 from rd2.plots import mask_maps, plot_mask_maps, plot_scatter
 from rd2.purity import atari_purity, source_labels
 from rd2.replay import ReplayBuffer
+from rd2.torso import NatureCNN
 
-FMAP = (NatureTorso.out_channels, *NatureTorso.out_hw)
+FMAP = NatureCNN().fmap_shape  # (64, 7, 7) on 84×84 frames
 
 
 RUN_FILES = ("config.json", "collection.json", "replay.npz", "metrics.csv", "sub_rewards.csv", "channel_stats.csv",
@@ -55,7 +56,7 @@ def clear_run_dir(run: RunDir) -> None:
 
 def build_model(cfg: DecomposeConfig, n_actions: int) -> RewardDecomposition:
     return RewardDecomposition(cfg.decomposition, n_features=int(np.prod(FMAP)), n_actions=n_actions,
-                               torso=NatureTorso(), fmap_channels=FMAP[0])
+                               torso=NatureCNN(), fmap_channels=FMAP[0])
 
 
 def agent_policy(path: str, epsilon: float, game: str, n_actions: int, rng: np.random.Generator,

@@ -19,6 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rd2.torso import NatureCNN
+
+# Old name, kept until rd2.agents imports rd2.torso (then removed).
+NatureTorso = NatureCNN
+
 
 @dataclass
 class DecompositionConfig:
@@ -94,22 +99,9 @@ class StateMask(nn.Module):
         return torch.sigmoid(self.net(src)).reshape(x.shape[0], self.K, self.n_features)
 
 
-class NatureTorso(nn.Module):
-    """Mnih et al. 2015 conv torso: 32×8×8/4, 64×4×4/2, 64×3×3/1 → (64, 7, 7), flattened 3136 (spec §3.1, §6.4)."""
-
-    out_channels, out_hw = 64, (7, 7)
-
-    def __init__(self, in_channels: int = 4) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(in_channels, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(),
-                                 nn.Conv2d(64, 64, 3, 1), nn.ReLU())
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.float() / 255.0)
-
-
 class RewardDecomposition(nn.Module):
-    """x = torso(s); m = masks(x); r̂_k = f_k(x ⊙ m_k [, one-hot a]). ``torso=None`` means x = s (toy)."""
+    """x = torso(s); m = masks(x); r̂_k = f_k(x ⊙ m_k [, one-hot a]). ``torso=None`` means x = s (toy);
+    a torso from :mod:`rd2.torso` (Nature CNN for frames, MLP for vectors) otherwise."""
 
     def __init__(self, cfg: DecompositionConfig, n_features: int, n_actions: int = 0,
                  torso: nn.Module | None = None, fmap_channels: int | None = None) -> None:
@@ -147,10 +139,13 @@ class RewardDecomposition(nn.Module):
         return groups
 
     def features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x(s) (B, N) and, for a conv torso, its (B, C, H, W) feature map (the state masks work on maps)."""
         if self.torso is None:
-            return obs.float(), None
-        fmap = self.torso(obs)
-        return fmap.flatten(1), fmap
+            return obs.float().flatten(1), None
+        if getattr(self.torso, "fmap_shape", None) is not None:
+            fmap = self.torso.feature_map(obs)
+            return fmap.flatten(1), fmap
+        return self.torso(obs), None
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Returns ``sub_rewards`` (B, K), ``masks`` (B, K, N) and ``features`` (B, N)."""
