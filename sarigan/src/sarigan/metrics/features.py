@@ -340,6 +340,10 @@ class RandomConvFeatures(nn.Module):
 
     Input float images in [−1, 1], any resolution ≥ 4; output [B, 2·(64 + 128)] = [B, 384]. Used by the trainer for
     its cheap Fréchet-distance trend line; meaningful only as a trend within one run.
+
+    The weights are buffers drawn from a private generator: building the extractor never touches the global torch
+    RNG (an ``nn.Conv2d`` would draw its default init from it, so a resumed run would continue on another random
+    stream than the uninterrupted one; issue 15).
     """
 
     dims = 384
@@ -347,18 +351,15 @@ class RandomConvFeatures(nn.Module):
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        self.conv1 = nn.Conv2d(3, 64, 3, padding=1)
-        self.conv2 = nn.Conv2d(64, 128, 3, padding=1)
-        for conv in (self.conv1, self.conv2):
-            fan_in = conv.weight[0].numel()
-            conv.weight.data = torch.randn(conv.weight.shape, generator=g) * math.sqrt(2.0 / fan_in)
-            conv.bias.data = torch.randn(conv.bias.shape, generator=g) * 0.1
-        self.requires_grad_(False)
+        for name, (c_out, c_in) in (("1", (64, 3)), ("2", (128, 64))):
+            fan_in = c_in * 9
+            self.register_buffer(f"weight{name}", torch.randn(c_out, c_in, 3, 3, generator=g) * math.sqrt(2.0 / fan_in))
+            self.register_buffer(f"bias{name}", torch.randn(c_out, generator=g) * 0.1)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        h1 = F.leaky_relu(self.conv1(images.float()), 0.2)
-        h2 = F.leaky_relu(self.conv2(F.avg_pool2d(h1, 2)), 0.2)
+        h1 = F.leaky_relu(F.conv2d(images.float(), self.weight1, self.bias1, padding=1), 0.2)
+        h2 = F.leaky_relu(F.conv2d(F.avg_pool2d(h1, 2), self.weight2, self.bias2, padding=1), 0.2)
         return torch.cat([h1.mean((2, 3)), h1.std((2, 3)), h2.mean((2, 3)), h2.std((2, 3))], dim=1)
 
 
