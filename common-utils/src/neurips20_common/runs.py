@@ -66,13 +66,23 @@ class RunDir:
         return self.path / name
 
     def write_config(self, config: Any, extra: dict[str, Any] | None = None) -> Path:
+        """Write ``config.json`` atomically, world-readable. Put the *resolved* device (``cpu``, ``cuda:0``) in
+        ``extra`` (``{"device": str(device)}``), never ``auto``."""
         data = _jsonable(config)
         if extra:
             data = {**data, **_jsonable(extra)} if isinstance(data, dict) else {"config": data, **extra}
-        out = self.path / "config.json"
-        tmp = out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, out)
+        return self.write_json("config.json", data)
+
+    def write_json(self, name: str, data: Any) -> Path:
+        """Write ``<run dir>/<name>`` as JSON atomically (temp file + rename); e.g. ``summary.json``."""
+        out = self.path / name
+        tmp = out.with_name(f".{out.name}.tmp")
+        try:
+            tmp.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return out
 
     def read_config(self) -> dict[str, Any]:
@@ -161,23 +171,31 @@ def _fmt(v: Any) -> Any:
 
 
 class RunningMean:
-    """Running means of named scalars between two reads (``update(loss=...)``, ``means()``, ``reset()``)."""
+    """Running means of named scalars between two reads (``update(loss=...)``, ``means()``, ``reset()``).
+
+    Non-finite values are counted in ``nonfinite`` (not hidden): a key that saw one reports NaN in ``means()``.
+    """
 
     def __init__(self) -> None:
         self._sum: dict[str, float] = {}
         self._n: dict[str, int] = {}
+        self.nonfinite: dict[str, int] = {}
 
     def update(self, n: int = 1, **values: float) -> None:
         for k, v in values.items():
             v = float(v.item() if hasattr(v, "item") else v)
-            if math.isnan(v):
+            self._n[k] = self._n.get(k, 0) + n
+            if not math.isfinite(v):
+                self.nonfinite[k] = self.nonfinite.get(k, 0) + 1
+                self._sum.setdefault(k, 0.0)
                 continue
             self._sum[k] = self._sum.get(k, 0.0) + v * n
-            self._n[k] = self._n.get(k, 0) + n
 
     def means(self) -> dict[str, float]:
-        return {k: self._sum[k] / self._n[k] for k in self._sum if self._n[k]}
+        return {k: (math.nan if self.nonfinite.get(k) else self._sum[k] / self._n[k])
+                for k in self._sum if self._n[k]}
 
     def reset(self) -> None:
         self._sum.clear()
         self._n.clear()
+        self.nonfinite.clear()
