@@ -181,19 +181,24 @@ class Generator(nn.Module):
         truncated = self.w_avg.lerp(ws, psi)
         return torch.where(layer < cutoff, truncated, ws)
 
-    def synthesis(self, ws: torch.Tensor, noise_mode: str = "random"
+    def synthesis(self, ws: torch.Tensor, noise_mode: str = "random", skips: dict[int, torch.Tensor] | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """ws: [B, 2·d] or W+ [B, n_latent, 2·d] → (image [B, 3, R, R], Σ_l L_sim,l, Σ_l L_bal,l).
 
         Latent index 0 feeds the 4×4 conv, 1 the first ToRGB and the first up-conv, then block j uses 2j+1, 2j+2
-        for its convs and 2j+3 for its ToRGB (rosinality's layout, spec §1.1).
+        for its convs and 2j+3 for its ToRGB (rosinality's layout, spec §1.1). ``skips`` (resolution → features
+        [B, C_res, res, res], the inpainting encoder's U-Net skips) are added to the constant input at 4² and after
+        each resolution's upsampling conv.
         """
         if ws.ndim == 2:
             ws = ws[:, None].expand(-1, self.n_latent, -1)
         noises = [getattr(self, f"noise_{i}") if noise_mode == "const" else None for i in range(self.num_layers)]
         zero = ws.new_zeros(())
         loss_sim, loss_bal = zero, zero
+        skips = skips or {}
         x = self.input(ws.shape[0])
+        if 4 in skips:
+            x = x + skips[4]
         x, _, _ = self.conv1(x, ws[:, 0], None, noises[0])
         skip = self.to_rgb1(x, ws[:, 1], None)
         prev = self.conv1
@@ -201,6 +206,8 @@ class Generator(nn.Module):
             for k, layer in enumerate(self.convs[2 * j: 2 * j + 2]):
                 similarity = prev.conv.kernel_similarity() if layer.mode == "learned" else None
                 x, l_sim, l_bal = layer(x, ws[:, 2 * j + 1 + k], similarity, noises[2 * j + 1 + k])
+                if k == 0 and x.shape[-1] in skips:
+                    x = x + skips[x.shape[-1]]
                 if l_sim is not None:
                     loss_sim, loss_bal = loss_sim + l_sim, loss_bal + l_bal
                 prev = layer

@@ -54,6 +54,20 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
+@dataclasses.dataclass
+class Fakes:
+    """One phase's generated batch: what D scores, the grouping losses, the MI target (None: MI off this batch),
+    w¹ (for w̄), the W+ the path length differentiates against, and extra weighted G losses name → (λ, value)."""
+
+    image: torch.Tensor
+    l_sim: torch.Tensor
+    l_bal: torch.Tensor
+    target: torch.Tensor | None
+    w1: torch.Tensor
+    ws: torch.Tensor
+    losses: dict[str, tuple[float, torch.Tensor]] = dataclasses.field(default_factory=dict)
+
+
 class FrechetTracker:
     """Fréchet distance between G_ema samples and reals on :class:`RandomConvFeatures` (a training trend line).
 
@@ -90,7 +104,7 @@ class Trainer:
         if data.resolution != cfg.resolution:
             raise ValueError(f"data is {data.resolution}² but the config trains at {cfg.resolution}²")
         seed_everything(seed)  # the same initial weights on every rank
-        self.G = Generator(cfg).to(self.device)
+        self.G = self.build_generator().to(self.device)
         self.D = Discriminator(cfg).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         g_ratio = cfg.g_reg_every / (cfg.g_reg_every + 1) if cfg.pl_weight > 0 else 1.0
@@ -107,6 +121,16 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------------------
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp)
+
+    def build_generator(self) -> Generator:
+        """The generator to train (the inpainting trainer returns its conditional subclass)."""
+        return Generator(self.cfg)
+
+    def generate(self, batch: int, real: torch.Tensor) -> Fakes:
+        """Fakes for one phase; the unconditional G ignores ``real`` (the inpainting trainer completes it)."""
+        ws, target, w1 = self.sample_ws(batch)
+        image, l_sim, l_bal = self.G.synthesis(ws)
+        return Fakes(image, l_sim, l_bal, target, w1, ws)
 
     def sample_ws(self, batch: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """W+ latents [B, n_latent, 2d], the MI target (None when MI is off for this batch), and w¹ [B, 2d].
@@ -154,11 +178,11 @@ class Trainer:
 
         # 1. discriminator (and Q head)
         with torch.no_grad(), self._autocast():
-            ws, target, _ = self.sample_ws(batch)
-            fake, _, _ = G.synthesis(ws)
+            fakes = self.generate(batch, real)
+        target = fakes.target
         with self._autocast():
             real_logit, _ = D(real)
-            fake_logit, q = D(fake)
+            fake_logit, q = D(fakes.image)
         loss_d = d_logistic(real_logit.float(), fake_logit.float())
         stats["loss_d"] = loss_d.item()
         if target is not None and cfg.mi_weight > 0:
@@ -184,11 +208,14 @@ class Trainer:
         # 3. generator (+ grouping losses)
         D.requires_grad_(False)
         with self._autocast():
-            ws, target, w1 = self.sample_ws(batch)
-            fake, l_sim, l_bal = G.synthesis(ws)
-            fake_logit, q = D(fake)
+            fakes = self.generate(batch, real)
+            fake_logit, q = D(fakes.image)
+        target, w1, l_sim, l_bal = fakes.target, fakes.w1, fakes.l_sim, fakes.l_bal
         loss_g = g_nonsaturating(fake_logit.float())
         stats["loss_g"] = loss_g.item()
+        for name, (weight, value) in fakes.losses.items():
+            loss_g = loss_g + weight * value.float()
+            stats[name] = value.item()
         if cfg.grouping == "learned":
             loss_g = loss_g + group_loss(cfg, l_sim.float(), l_bal.float())
             stats["l_sim"], stats["l_bal"] = l_sim.item(), l_bal.item()
@@ -204,9 +231,10 @@ class Trainer:
 
         # 4. lazy path-length regularization (Jacobian w.r.t. W+)
         if cfg.pl_weight > 0 and self.step % cfg.g_reg_every == 0:
-            ws, _, _ = self.sample_ws(max(1, batch // cfg.pl_batch_shrink))
-            img, _, _ = G.synthesis(ws)
-            penalty, new_mean, path_len = path_length_penalty(img, ws, self.pl_mean, cfg.pl_decay)
+            shrunk = max(1, batch // cfg.pl_batch_shrink)
+            fakes = self.generate(shrunk, real[:shrunk].detach())
+            img = fakes.image
+            penalty, new_mean, path_len = path_length_penalty(img, fakes.ws, self.pl_mean, cfg.pl_decay)
             self.opt_g.zero_grad(set_to_none=True)
             (cfg.pl_weight * cfg.g_reg_every * penalty + 0 * img[0, 0, 0, 0]).backward()
             self._sync(G)
