@@ -57,7 +57,8 @@ def test_snap_gowalla_dedupes_and_kcores(tmp_path: Path) -> None:
     assert F.sniff(path) == "snap-gowalla"
     data = load_dataset(DataConfig(data=str(path), min_count=2))
     assert (data.n_users, data.n_items) == (4, 3)
-    assert data.train.nnz + data.test.nnz == 12  # duplicates removed
+    assert data.train.nnz + data.valid.nnz + data.test.nnz == 12  # duplicates removed
+    assert data.valid.nnz == 4  # a path is the user's own data: 10% validation split by default
     bad = write(tmp_path / "x_totalCheckins.txt", "0\t2010-10-19T23:55:27Z\t30.2\t-97.7\t1\n0\tT\tnorth\t1\t2\n")
     with pytest.raises(DataFormatError) as exc:
         F.read_snap_gowalla(bad)

@@ -104,13 +104,51 @@ def _read_table(path: Path, sep: str, names: list[str], kinds: list[str], expect
         raise  # unreachable: _check_lines always raises
 
 
+def _check_finite(path: Path, df: pd.DataFrame, header: bool = False) -> pd.DataFrame:
+    """Refuse NaN/inf ratings and timestamps, naming the first such line (blank lines are not counted by pandas, so
+    the line is found by rescanning)."""
+    for col in ("rating", "timestamp"):
+        if col in df.columns and pd.api.types.is_numeric_dtype(df[col]):
+            bad = ~np.isfinite(df[col].to_numpy(np.float64))
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                seen = -1
+                for no, line in _lines(path):
+                    if (header and no == 1) or not line.strip():
+                        continue
+                    seen += 1
+                    if seen == row:
+                        raise _fail(path, no, line, f"a finite {col}")
+                raise DataFormatError(f"{path}: {int(bad.sum())} rows have a NaN/inf {col}; fix or remove them")
+    return df
+
+
 # ---------------------------------------------------------------------------------------------- readers
 
 
 def read_triplets(path: PathLike) -> pd.DataFrame:
     """SD-GAR / IRGAN ``user<TAB>item<TAB>score`` with 0-based integer ids (binarise with the threshold later)."""
-    return _read_table(Path(path), "\t", ["user", "item", "rating"], ["int", "int", "float"],
-                       "'user<TAB>item<TAB>score' with integer ids and a numeric score")
+    path = Path(path)
+    return _check_finite(path, _read_table(path, "\t", ["user", "item", "rating"], ["int", "int", "float"],
+                                           "'user<TAB>item<TAB>score' with integer ids and a numeric score"))
+
+
+def read_uir(path: PathLike) -> pd.DataFrame:
+    """Whitespace-separated ``user item [rating [timestamp]]`` with integer ids, one interaction per line: the ready
+    splits of SELFRec, RecBole exports and many repos. Every line must have the same number of fields."""
+    path = Path(path)
+    first = next((line for _, line in _lines(path) if line.strip()), None)
+    if first is None:
+        raise DataFormatError(f"{path}: the file is empty")
+    n = len(first.split())
+    if not 2 <= n <= 4:
+        raise _fail(path, 1, first, "'user item [rating [timestamp]]' (2 to 4 whitespace-separated fields)")
+    names = ["user", "item", "rating", "timestamp"][:n]
+    kinds = ["int", "int", "float", "float"][:n]
+    return _check_finite(path, _read_table(path, r"\s+", names, kinds,
+                                           f"{n} whitespace-separated fields 'user item"
+                                           + (" rating" if n > 2 else "") + (" timestamp" if n > 3 else "")
+                                           + "' with integer ids"))
 
 
 def read_lightgcn(path: PathLike) -> pd.DataFrame:
@@ -146,20 +184,23 @@ def read_snap_gowalla(path: PathLike) -> pd.DataFrame:
 
 def read_movielens_dat(path: PathLike) -> pd.DataFrame:
     """MovieLens-10M/1M ``ratings.dat``: ``UserID::MovieID::Rating::Timestamp``."""
-    return _read_table(Path(path), "::", ["user", "item", "rating", "timestamp"], ["int", "int", "float", "int"],
-                       "'UserID::MovieID::Rating::Timestamp'")
+    path = Path(path)
+    return _check_finite(path, _read_table(path, "::", ["user", "item", "rating", "timestamp"],
+                                           ["int", "int", "float", "int"], "'UserID::MovieID::Rating::Timestamp'"))
 
 
 def read_echonest(path: PathLike) -> pd.DataFrame:
     """Echonest Taste Profile ``train_triplets.txt``: ``user_hash<TAB>song_id<TAB>play_count``."""
-    return _read_table(Path(path), "\t", ["user", "item", "rating"], ["str", "str", "float"],
-                       "'user<TAB>song<TAB>play count'")
+    path = Path(path)
+    return _check_finite(path, _read_table(path, "\t", ["user", "item", "rating"], ["str", "str", "float"],
+                                           "'user<TAB>song<TAB>play count'"))
 
 
 def read_amazon_csv(path: PathLike) -> pd.DataFrame:
     """Amazon ratings-only CSV (McAuley): ``user,item,rating,unix_time`` without a header."""
-    return _read_table(Path(path), ",", ["user", "item", "rating", "timestamp"], ["str", "str", "float", "int"],
-                       "'user,item,rating,unix time'")
+    path = Path(path)
+    return _check_finite(path, _read_table(path, ",", ["user", "item", "rating", "timestamp"],
+                                           ["str", "str", "float", "int"], "'user,item,rating,unix time'"))
 
 
 def read_amazon_json(path: PathLike) -> pd.DataFrame:
@@ -210,7 +251,8 @@ def read_recbole(path: PathLike) -> pd.DataFrame:
     if "user_id" not in names or "item_id" not in names or any(":" not in h for h in header):
         raise _fail(path, 1, "\t".join(header), "a typed header such as 'user_id:token<TAB>item_id:token'")
     kinds = ["float" if h.endswith((":float", ":float_seq")) else "str" for h in header]
-    df = _read_table(path, "\t", names, kinds, "fields matching the header " + "\t".join(header), header=True)
+    df = _check_finite(path, _read_table(path, "\t", names, kinds, "fields matching the header " + "\t".join(header),
+                                         header=True), header=True)
     out = pd.DataFrame({"user": df["user_id"], "item": df["item_id"]})
     if "rating" in names:
         out["rating"] = df["rating"]
@@ -236,16 +278,18 @@ def read_csv(path: PathLike, sep: str = ",", user_col: str = "user", item_col: s
     for col, name in [(rating_col, "rating"), (timestamp_col, "timestamp")]:
         if col is not None:
             values = pd.to_numeric(df[col], errors="coerce")
-            bad |= values.isna()
+            bad |= ~np.isfinite(values.to_numpy(np.float64))
             out[name] = values
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataFormatError(f"{path}, line {row + 2}: empty id or non-numeric value; fix or remove that line")
+        raise DataFormatError(f"{path}, line {row + 2}: empty id or a non-numeric / NaN / inf value; "
+                              "fix or remove that line")
     return out
 
 
 READERS: dict[str, Callable[..., pd.DataFrame]] = {
     "sdgar": read_triplets,
+    "uir": read_uir,
     "lightgcn": read_lightgcn,
     "snap-gowalla": read_snap_gowalla,
     "ml10m": read_movielens_dat,
@@ -260,32 +304,42 @@ READERS: dict[str, Callable[..., pd.DataFrame]] = {
 
 def sniff(path: PathLike) -> str:
     """Guess a file's format from its name and first lines (raises when it cannot tell)."""
+    return detect(path)[0]
+
+
+def detect(path: PathLike) -> tuple[str, str]:
+    """(format, why) from a file's name and first 50 lines; raises when it cannot tell."""
     path = Path(path)
     name = path.name.lower()
-    if "totalcheckins" in name:
-        return "snap-gowalla"
-    if name.endswith((".json", ".json.gz")):
-        return "amazon-json"
-    if name.endswith(".inter"):
-        return "recbole"
-    if name == "users.dat":
-        return "citeulike-dat"
-    if name.endswith(".dat"):
-        return "ml10m"
-    if "triplets" in name:
-        return "echonest"
+    for test, fmt, why in [("totalcheckins" in name, "snap-gowalla", "file name *totalCheckins*"),
+                           (name.endswith((".json", ".json.gz")), "amazon-json", "file name *.json"),
+                           (name.endswith(".inter"), "recbole", "file name *.inter"),
+                           (name == "users.dat", "citeulike-dat", "file name users.dat"),
+                           (name.endswith(".dat"), "ml10m", "file name *.dat"),
+                           ("triplets" in name, "echonest", "file name *triplets*")]:
+        if test:
+            return fmt, why
     head = [line for _, line in zip(range(50), _lines(path), strict=False)]
     head = [line for _, line in head if line.strip()]
     if not head:
         raise DataFormatError(f"{path}: the file is empty")
     if name.endswith(".csv"):
         first = head[0].split(",")
-        return "amazon-csv" if len(first) == 4 and _is_float(first[2]) and _is_int(first[3]) else "csv"
+        if len(first) == 4 and _is_float(first[2]) and _is_int(first[3]):
+            return "amazon-csv", "*.csv whose first line has 4 fields 'user,item,rating,unix time' and no header"
+        return "csv", "*.csv with a header line"
     tab3 = all(len(line.split("\t")) == 3 for line in head)
     if tab3 and any("." in line.split("\t")[2] for line in head):
-        return "sdgar"
+        return "sdgar", "3 tab-separated fields with a decimal score"
     counts = {len(line.split()) for line in head}
-    if counts != {3} and all(all(_is_int(t) for t in line.split()) for line in head):
-        return "lightgcn"
-    raise DataFormatError(f"{path}: cannot tell the format from the first lines (every line has 3 integer fields: "
-                          "SD-GAR triplets or LightGCN lists?); pass --format sdgar|lightgcn|...")
+    all_int = all(all(_is_int(t) for t in line.split()) for line in head)
+    if counts == {2} and all_int:
+        return "uir", "2 whitespace-separated integer fields 'user item' on every line"
+    if len(counts) == 1 and counts <= {3, 4} and all(_is_int(line.split()[0]) and _is_int(line.split()[1])
+                                                    and all(_is_float(t) for t in line.split()[2:])
+                                                    for line in head) and not all_int:
+        return "uir", f"{counts.pop()} whitespace-separated fields 'user item rating ...' with a non-integer rating"
+    if counts != {3} and all_int:
+        return "lightgcn", "integer lines of varying length 'user item item ...'"
+    raise DataFormatError(f"{path}: cannot tell the format from the first lines (if every line has 3 integer "
+                          "fields it may be 'user item rating' or a LightGCN list); pass --format uir|lightgcn|...")

@@ -29,7 +29,11 @@ class DataConfig:
     pos_threshold: float = 4.0  # rating ≥ 4 is positive (official loader: r > 3.99, spec 'Porting gotchas')
     min_count: int | None = None  # k-core of raw files; None = the dataset's default (10 for SNAP Gowalla, else 1)
     test_frac: float = 0.2  # ⌈20%⌉ of each user's items (spec §3.1)
-    valid_frac: float = 0.0  # opt-in validation split taken from train (spec §2: official selects on test)
+    # validation split taken from train, on which the best checkpoint is chosen. None = by the data: 0 for the
+    # registered datasets and synthetic data (the official protocol selects on test, spec §2), 0.1 for a PATH
+    # (a user's own data); load_dataset writes the resolved value back.
+    valid_frac: float | None = None
+    split: str = "random"  # random (spec §3.1) | temporal | leave_last (both need timestamps; raw files only)
     split_seed: int = 0
     synthetic_size: str = "demo"  # tiny | demo | citeulike | gowalla (spec §6 G0)
     synthetic_seed: int = 0
@@ -37,6 +41,21 @@ class DataConfig:
     user_col: str = "user"
     item_col: str = "item"
     rating_col: str | None = None
+    timestamp_col: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise UserError(f"split {self.split!r}: choose one of {', '.join(SPLITS)}")
+        if not 0 <= self.test_frac < 1:
+            raise UserError(f"test_frac {self.test_frac}: must be in [0, 1)")
+        if self.valid_frac is not None and not 0 <= self.valid_frac < 1:
+            raise UserError(f"valid_frac {self.valid_frac}: must be in [0, 1)")
+        if self.min_count is not None and self.min_count < 1:
+            raise UserError(f"min_count {self.min_count}: must be a positive integer")
+
+
+SPLITS = ("random", "temporal", "leave_last")
+USER_VALID_FRAC = 0.1  # validation share on a user's own data (issue 16)
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,7 @@ KNOWN: dict[str, Entry] = {
         "https://cseweb.ucsd.edu/~jmcauley/datasets/amazon/links.html"),
 }
 
+SPLIT_FORMATS = ("sdgar", "lightgcn", "uir")  # formats of a ready train.txt + test.txt
 RAW_PATTERNS = ("loc-gowalla_totalCheckins.txt*", "ratings.dat", "train_triplets.txt*", "users.dat", "*.inter",
                 "ratings_*.csv", "*.json.gz", "*.json", "*.csv", "*.tsv")
 
@@ -136,12 +156,18 @@ def find_folder(name: str, data_root: str | os.PathLike | None = None) -> Path:
 def load_folder(folder: Path, cfg: DataConfig, name: str, min_count: int = 1) -> Dataset:
     train, test = folder / "train.txt", folder / "test.txt"
     if train.is_file() and test.is_file():
-        fmt = cfg.format if cfg.format != "auto" else formats.sniff(train)
-        if fmt not in ("sdgar", "lightgcn"):
-            raise UserError(f"{train}: a ready split must be in 'sdgar' or 'lightgcn' format, not {fmt!r}")
+        fmt, why = (cfg.format, "--format") if cfg.format != "auto" else formats.detect(train)
+        if fmt not in SPLIT_FORMATS:
+            raise UserError(f"{train}: a ready split must be in {'/'.join(SPLIT_FORMATS)} format, not {fmt!r}")
+        if cfg.split != "random":
+            raise UserError(f"{folder} is already split (train.txt + test.txt); --split {cfg.split} applies to "
+                            "a single raw file")
         read = formats.READERS[fmt]
-        data = from_split(name, read(train), read(test), cfg.pos_threshold if fmt == "sdgar" else None)
-        return with_validation(data, cfg.valid_frac, cfg.split_seed)
+        tr, te = read(train), read(test)
+        data = from_split(name, tr, te, cfg.pos_threshold if "rating" in tr.columns else None, (train, test))
+        data.report.insert(0, f"{folder}: ready split train.txt + test.txt, format {fmt} ({why}); "
+                              f"{len(tr)} train / {len(te)} test lines")
+        return with_validation(data, cfg.valid_frac or 0.0, cfg.split_seed)
     if train.is_file() != test.is_file():
         missing = test if train.is_file() else train
         raise UserError(f"{folder} has {'train' if train.is_file() else 'test'}.txt but no {missing.name}; "
@@ -155,28 +181,33 @@ def load_folder(folder: Path, cfg: DataConfig, name: str, min_count: int = 1) ->
 
 
 def load_file(path: Path, cfg: DataConfig, name: str, min_count: int = 1) -> Dataset:
-    fmt = cfg.format if cfg.format != "auto" else formats.sniff(path)
+    fmt, why = (cfg.format, "--format") if cfg.format != "auto" else formats.detect(path)
     if fmt not in formats.READERS:
         raise UserError(f"unknown format {fmt!r}; known: {', '.join(formats.READERS)}")
     if fmt == "csv":
-        df = formats.read_csv(path, cfg.csv_sep, cfg.user_col, cfg.item_col, cfg.rating_col)
+        df = formats.read_csv(path, cfg.csv_sep, cfg.user_col, cfg.item_col, cfg.rating_col, cfg.timestamp_col)
     else:
         df = formats.READERS[fmt](path)
     if fmt == "snap-gowalla" and cfg.min_count is None:
         min_count = 10
     k = cfg.min_count if cfg.min_count is not None else min_count
     threshold = None if fmt in ("echonest", "snap-gowalla") else cfg.pos_threshold
-    return from_interactions(name, df, threshold, k, cfg.test_frac, cfg.valid_frac, cfg.split_seed)
+    data = from_interactions(name, df, threshold, k, cfg.test_frac, cfg.valid_frac or 0.0, cfg.split_seed,
+                             cfg.split)
+    data.report.insert(0, f"{path}: format {fmt} ({why}); {len(df)} rows with columns {', '.join(df.columns)}")
+    return data
 
 
 def synthetic(cfg: DataConfig) -> Dataset:
     spec = SyntheticSpec.preset(cfg.synthetic_size, seed=cfg.synthetic_seed)
     return from_interactions(f"synthetic-{cfg.synthetic_size}", generate(spec), None, 1, cfg.test_frac,
-                             cfg.valid_frac, cfg.split_seed)
+                             cfg.valid_frac or 0.0, cfg.split_seed)
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
-    """Resolve ``cfg.data`` (name, 'synthetic' or path) and load it."""
+    """Resolve ``cfg.data`` (name, 'synthetic' or path) and load it. Sets ``cfg.valid_frac`` when it was None."""
+    if cfg.valid_frac is None:
+        cfg.valid_frac = 0.0 if cfg.data == "synthetic" or cfg.data in KNOWN else USER_VALID_FRAC
     if cfg.data == "synthetic":
         if cfg.synthetic_size not in SIZES:
             raise UserError(f"unknown synthetic size {cfg.synthetic_size!r}; known: {', '.join(SIZES)}")
