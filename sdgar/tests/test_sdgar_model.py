@@ -141,7 +141,7 @@ def test_discriminator_loss_matches_official_formula() -> None:
     users, pos = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
     negs = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [0, 1, 2, 3, 4]])
     log_q = torch.full((3, 5), math.log(1 / 60))
-    loss, _ = model.batch_loss(users, pos, negs, log_q)
+    loss, _ = model.batch_loss({"u": users, "i": pos, "j": negs, "log_q": log_q}, torch.Generator())
     pu, w, bias = model.d.user, model.d.item, model.d.bias
     f_pos = (pu[users] * w[pos]).sum(1) + bias[pos]
     f_neg = (pu[users].unsqueeze(1) * w[negs]).sum(2) + bias[negs]
@@ -151,5 +151,5 @@ def test_discriminator_loss_matches_official_formula() -> None:
                               + bias[pos].square().sum() + bias[negs].square().sum() / 5)
     assert loss.item() == pytest.approx((data_loss + reg).item(), rel=1e-6)
     model.config.neg_weight = 3.0  # the issue-10 knob scales only the negative half of the data loss
-    weighted, parts = model.batch_loss(users, pos, negs, log_q)
+    weighted, parts = model.batch_loss({"u": users, "i": pos, "j": negs, "log_q": log_q}, torch.Generator())
     assert weighted.item() == pytest.approx((data_loss + reg + 0.5 * 2.0 * parts["neg_loss"]).item(), rel=1e-6)

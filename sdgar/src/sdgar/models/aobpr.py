@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch
 
 from sdgar.models.base import TrainData
-from sdgar.models.bpr import BPR, BPRConfig, bpr_batch_loss
+from sdgar.models.bpr import BPRConfig, MFEngine, bpr_batch_loss
 from sdgar.sampling import sample_rejecting
 
 
@@ -55,34 +55,33 @@ class FactorRanking:
         return self.order[r, f]
 
 
-class AOBPR(BPR):
+class AOBPR(MFEngine):
     name: ClassVar[str] = "aobpr"
 
     def __init__(self, n_users: int, n_items: int, config: AOBPRConfig | None = None) -> None:
         super().__init__(n_users, n_items, config or AOBPRConfig())
 
-    def train_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+    def epoch_rows(self, data: TrainData, gen: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        users, pos = data.torch_pairs(self.device())
+        self._positives = data.positive_set(users.device)
+        self._resort_every = self.config.resort_every or max(1, int(self.n_items * math.log(max(self.n_items, 2))))
+        self._ranking = FactorRanking(self.d.item)
+        self._since_sort, self._rejected = 0, 0
+        return {"u": users, "i": pos}, {}
+
+    def batch_loss(self, rows: dict[str, torch.Tensor], gen: torch.Generator
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Adaptive draws per batch from the current factor rankings, re-sorted every ``resort_every`` draws."""
         cfg = self.config
-        device = self.d.user.device
-        users, pos = data.torch_pairs(device)
-        positives = data.positive_set(device)
-        resort_every = cfg.resort_every or max(1, int(self.n_items * math.log(max(self.n_items, 2))))
-        ranking = FactorRanking(self.d.item)
-        since_sort, rejected = 0, 0
-        order = torch.randperm(users.numel(), generator=gen, device=device)
-        total, n_batches = 0.0, 0
-        for s in range(0, users.numel(), cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
-            u, i = users[idx], pos[idx]
-            if since_sort >= resort_every:
-                ranking, since_sort = FactorRanking(self.d.item), 0
-            j, rej = sample_rejecting(lambda uu, rk=ranking: rk.draw(self.d.user[uu], cfg.rank_lambda, gen),
-                                      u, positives)
-            since_sort += len(u) + rej
-            rejected += rej
-            with self.precision.autocast():
-                loss = bpr_batch_loss(self.d, cfg.reg, cfg.batch_size, u, i, j)
-            self.precision.step(loss, self.optimizer)
-            total += loss.detach()
-            n_batches += 1
-        return {"loss": float(total) / max(n_batches, 1), "reject_rate": rejected / max(users.numel(), 1)}
+        u, i = rows["u"], rows["i"]
+        if self._since_sort >= self._resort_every:
+            self._ranking, self._since_sort = FactorRanking(self.d.item), 0
+        rk = self._ranking
+        j, rej = sample_rejecting(lambda uu: rk.draw(self.d.user[uu], cfg.rank_lambda, gen), u, self._positives)
+        self._since_sort += len(u) + rej
+        self._rejected += rej
+        return bpr_batch_loss(self.d, cfg.reg, cfg.batch_size, u, i, j), {}
+
+    def train_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+        stats = super().train_epoch(data, gen)
+        return {**stats, "reject_rate": self._rejected / max(data.n_interactions, 1)}

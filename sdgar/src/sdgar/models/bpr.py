@@ -2,6 +2,7 @@
 
 Same MF scorer, data, trainer and evaluator as SD-GAR; Adam and L2 in SD-GAR's form (λ / batch_size · ½‖θ‖²
 over the rows in the batch), so that the two differ only in how negatives are drawn and weighted.
+``engine = "fast"``: Hogwild per-positive steps (:func:`sdgar.kernels.bpr_epoch`), same loss and L2 per row.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
-from sdgar.models.base import Recommender, TrainData
+from sdgar.engine import SampledNegativeEngine
+from sdgar.models.base import TrainData
 from sdgar.models.mf import MF, make_optimizer
-from sdgar.sampling import sample_rejecting, uniform_items
 
 
 @dataclass
@@ -25,6 +26,9 @@ class BPRConfig:
     learning_rate: float = 0.001
     optimizer: Literal["adam", "lazy_adam"] = "adam"
     neg_samples: int = 1  # negatives per positive (each is one BPR pair)
+    engine: Literal["torch", "fast"] = "torch"  # fast: numba Hogwild per-positive steps on the CPU (issue 21)
+    fast_optimizer: Literal["adagrad", "sgd"] = "adagrad"  # engine fast only
+    fast_lr: float = 0.05  # engine fast only (LightFM's Adagrad default)
 
 
 def bpr_batch_loss(d: MF, reg: float, batch_size: int, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor
@@ -38,40 +42,74 @@ def bpr_batch_loss(d: MF, reg: float, batch_size: int, u: torch.Tensor, i: torch
     return loss.mean() + reg / batch_size * l2
 
 
-class BPR(Recommender):
-    name: ClassVar[str] = "bpr"
-    supports_amp: ClassVar[bool] = True  # DNS and AOBPR inherit it
+class MFEngine(SampledNegativeEngine):
+    """An :class:`MF` scorer ``self.d`` with one optimizer: the base of BPR, DNS, SA, WARP and AOBPR."""
 
-    def __init__(self, n_users: int, n_items: int, config: BPRConfig | None = None) -> None:
+    supports_amp: ClassVar[bool] = True
+
+    def __init__(self, n_users: int, n_items: int, config: Any) -> None:
         super().__init__()
-        self.config = config = config or BPRConfig()
+        self.config = config
         self.n_items = n_items
         self.d = MF(n_users, n_items, config.dim, sparse=config.optimizer == "lazy_adam")
         self.optimizer = make_optimizer(self.d.parameters(), config.optimizer, config.learning_rate)
+        self._fast_acc: dict[str, torch.Tensor] | None = None
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.d.factors()
 
     def extra_state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict()}
+        out: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
+        if self._fast_acc is not None:
+            out["fast_acc"] = self._fast_acc
+        return out
 
     def load_extra_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        if "fast_acc" in state:
+            self._fast_acc = {k: v.to(self.d.user.device) for k, v in state["fast_acc"].items()}
 
-    def train_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+    def bpr_fast_epoch(self, data: TrainData, gen: torch.Generator, candidates: int) -> dict[str, float]:
+        """BPR/DNS on the fast engine: the best of ``candidates`` uniform non-positives per positive."""
+        from sdgar import kernels
+
         cfg = self.config
-        device = self.d.user.device
-        users, pos = data.torch_pairs(device)
-        if cfg.neg_samples > 1:
-            users, pos = users.repeat_interleave(cfg.neg_samples), pos.repeat_interleave(cfg.neg_samples)
-        negs, rejected = sample_rejecting(uniform_items(self.n_items, gen), users, data.positive_set(device))
-        order = torch.randperm(users.numel(), generator=gen, device=device)
-        total, n_batches = 0.0, 0
-        for s in range(0, users.numel(), cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
-            with self.precision.autocast():
-                loss = bpr_batch_loss(self.d, cfg.reg, cfg.batch_size, users[idx], pos[idx], negs[idx])
-            self.precision.step(loss, self.optimizer)
-            total += loss.detach()
-            n_batches += 1
-        return {"loss": float(total) / max(n_batches, 1), "reject_rate": rejected / max(users.numel(), 1)}
+        users, items, indptr, indices = self.fast_arrays(data)
+        acc = self.fast_state()
+        p, q, b = (t.detach().numpy() for t in (self.d.user, self.d.item, self.d.bias))
+        ap, aq, ab = (acc[k].numpy() for k in ("user", "item", "bias"))
+
+        def kernel(order, seed, chunk0, out):
+            kernels.bpr_epoch(order, users, items, indptr, indices, p, q, b, ap, aq, ab, candidates, cfg.reg,
+                              cfg.fast_lr, cfg.fast_optimizer == "adagrad", seed, chunk0, out)
+
+        total = self.run_fast(data, gen, kernel, 2)
+        n = max(data.n_interactions, 1)
+        return {"loss": float(total[0]) / n, "reject_rate": float(total[1]) / (n * candidates)}
+
+
+class BPR(MFEngine):
+    name: ClassVar[str] = "bpr"
+
+    def __init__(self, n_users: int, n_items: int, config: BPRConfig | None = None) -> None:
+        super().__init__(n_users, n_items, config or BPRConfig())
+
+    def epoch_rows(self, data: TrainData, gen: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        users, pos = data.torch_pairs(self.device())
+        s = self.config.neg_samples
+        if s > 1:
+            users, pos = users.repeat_interleave(s), pos.repeat_interleave(s)
+        negs, reject_rate = self.uniform_negatives(data, users, 1, gen)
+        return {"u": users, "i": pos, "j": negs.view(-1)}, {"reject_rate": reject_rate}
+
+    def batch_loss(self, rows: dict[str, torch.Tensor], gen: torch.Generator
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg = self.config
+        return bpr_batch_loss(self.d, cfg.reg, cfg.batch_size, rows["u"], rows["i"], rows["j"]), {}
+
+    def fast_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+        if self.config.neg_samples != 1:
+            from neurips20_common import UserError
+
+            raise UserError("engine fast draws one negative per positive for BPR; set model.neg_samples=1")
+        return self.bpr_fast_epoch(data, gen, 1)

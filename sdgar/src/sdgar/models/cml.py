@@ -18,9 +18,9 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from sdgar.models.base import Recommender, TrainData
+from sdgar.engine import SampledNegativeEngine
+from sdgar.models.base import TrainData
 from sdgar.models.mf import make_optimizer
-from sdgar.sampling import sample_rejecting, uniform_items
 
 
 @dataclass
@@ -54,7 +54,7 @@ def covariance_loss(x: torch.Tensor) -> torch.Tensor:
     return (cov.square().sum() - cov.diagonal().square().sum()) / x.shape[0]
 
 
-class CML(Recommender):
+class CML(SampledNegativeEngine):
     name: ClassVar[str] = "cml"
 
     def __init__(self, n_users: int, n_items: int, config: CMLConfig | None = None) -> None:
@@ -79,40 +79,37 @@ class CML(Recommender):
     def load_extra_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
 
-    def train_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+    def epoch_rows(self, data: TrainData, gen: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        users, pos = data.torch_pairs(self.user.device)
+        cands, _ = self.uniform_negatives(data, users, self.config.negatives, gen)
+        return {"u": users, "i": pos, "c": cands}, {}
+
+    def batch_loss(self, rows: dict[str, torch.Tensor], gen: torch.Generator
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.config
-        device = self.user.device
-        users, pos = data.torch_pairs(device)
-        n = cfg.negatives
-        cands, _ = sample_rejecting(uniform_items(self.n_items, gen), users.repeat_interleave(n),
-                                    data.positive_set(device))
-        cands = cands.view(-1, n)
-        order = torch.randperm(users.numel(), generator=gen, device=device)
-        total, n_batches = 0.0, 0
-        for s in range(0, users.numel(), cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
-            u, i, c = users[idx], pos[idx], cands[idx]
-            e_u, e_i, e_c = self.user[u], self.item[i], self.item[c]
-            d_pos = (e_u - e_i).square().sum(1)
-            d_neg = (e_u[:, None, :] - e_c).square().sum(2)  # [B, U]
-            closest = d_neg.min(1).values
-            hinge = torch.relu(cfg.margin + d_pos - closest)
-            if cfg.use_rank_weight:
-                with torch.no_grad():
-                    impostors = (cfg.margin + d_pos[:, None] - d_neg > 0).float().mean(1)
-                    weight = torch.log1p(torch.floor(impostors * self.n_items))
-                hinge = hinge * weight
-            loss = hinge.sum() / len(idx)
-            if cfg.cov_weight > 0:
-                loss = loss + cfg.cov_weight * covariance_loss(torch.cat([e_u, e_i]))
-            self.precision.step(loss, self.optimizer)
-            with torch.no_grad():  # CML: embeddings stay inside the unit ball
-                if cfg.optimizer == "lazy_adam":  # only the rows used in the batch moved
-                    clip_rows(self.user, u, cfg.clip_norm)
-                    clip_rows(self.item, torch.cat([i, c.reshape(-1)]), cfg.clip_norm)
-                else:  # dense Adam moves every row through its momentum: clip all (same cost as the step)
-                    clip_rows(self.user, None, cfg.clip_norm)
-                    clip_rows(self.item, None, cfg.clip_norm)
-            total += loss.detach()
-            n_batches += 1
-        return {"loss": float(total) / max(n_batches, 1)}
+        u, i, c = rows["u"], rows["i"], rows["c"]
+        e_u, e_i, e_c = self.user[u], self.item[i], self.item[c]
+        d_pos = (e_u - e_i).square().sum(1)
+        d_neg = (e_u[:, None, :] - e_c).square().sum(2)  # [B, U]
+        closest = d_neg.min(1).values
+        hinge = torch.relu(cfg.margin + d_pos - closest)
+        if cfg.use_rank_weight:
+            with torch.no_grad():
+                impostors = (cfg.margin + d_pos[:, None] - d_neg > 0).float().mean(1)
+                weight = torch.log1p(torch.floor(impostors * self.n_items))
+            hinge = hinge * weight
+        loss = hinge.sum() / len(u)
+        if cfg.cov_weight > 0:
+            loss = loss + cfg.cov_weight * covariance_loss(torch.cat([e_u, e_i]))
+        return loss, {}
+
+    @torch.no_grad()
+    def after_step(self, rows: dict[str, torch.Tensor]) -> None:
+        """CML: embeddings stay inside the unit ball."""
+        cfg = self.config
+        if cfg.optimizer == "lazy_adam":  # only the rows used in the batch moved
+            clip_rows(self.user, rows["u"], cfg.clip_norm)
+            clip_rows(self.item, torch.cat([rows["i"], rows["c"].reshape(-1)]), cfg.clip_norm)
+        else:  # dense Adam moves every row through its momentum: clip all (same cost as the step)
+            clip_rows(self.user, None, cfg.clip_norm)
+            clip_rows(self.item, None, cfg.clip_norm)

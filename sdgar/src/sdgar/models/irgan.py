@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sdgar.models.base import Recommender, TrainData
+from sdgar.engine import SampledNegativeEngine
+from sdgar.models.base import TrainData
 from sdgar.models.dns import DNS, DNSConfig
 from sdgar.models.mf import MF, make_optimizer
 
@@ -72,7 +73,7 @@ def _uniform_mf(n_users: int, n_items: int, dim: int, delta: float, sparse: bool
     return mf
 
 
-class IRGAN(Recommender):
+class IRGAN(SampledNegativeEngine):
     name: ClassVar[str] = "irgan"
 
     def __init__(self, n_users: int, n_items: int, config: IRGANConfig | None = None) -> None:
@@ -125,27 +126,23 @@ class IRGAN(Recommender):
             out[int(indptr[s]):int(indptr[e])] = draws[keep]  # row-major: user s's draws first, as CSR order
         return out
 
-    def d_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+    def d_loss(self, rows: dict[str, torch.Tensor], gen: torch.Generator
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Pointwise sigmoid cross-entropy on (u, i, label) rows + λ_D/B·½‖θ‖² of the batch rows."""
         cfg = self.config
-        device = self.d.user.device
-        users, pos = data.torch_pairs(device)
+        p_u = self.d.users(rows["u"])
+        q_i, b_i = self.d.items(rows["i"])
+        logits = self.d.logits(p_u, q_i, b_i)
+        l2 = 0.5 * (p_u.square().sum() + q_i.square().sum() + b_i.square().sum())
+        return F.binary_cross_entropy_with_logits(logits, rows["label"]) + cfg.d_lambda / cfg.batch_size * l2, {}
+
+    def d_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+        """D on the engine: positives labelled 1 and the generated items labelled 0, shuffled together."""
+        users, pos = data.torch_pairs(self.d.user.device)
         assert self.d_negatives is not None
-        u_all = torch.cat([users, users])
-        i_all = torch.cat([pos, self.d_negatives])
-        label = torch.cat([torch.ones_like(users), torch.zeros_like(users)]).float()
-        order = torch.randperm(u_all.numel(), generator=gen, device=device)
-        total, n_batches = 0.0, 0
-        for s in range(0, u_all.numel(), cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
-            p_u = self.d.users(u_all[idx])
-            q_i, b_i = self.d.items(i_all[idx])
-            logits = self.d.logits(p_u, q_i, b_i)
-            l2 = 0.5 * (p_u.square().sum() + q_i.square().sum() + b_i.square().sum())
-            loss = F.binary_cross_entropy_with_logits(logits, label[idx]) + cfg.d_lambda / cfg.batch_size * l2
-            self.precision.step(loss, self.d_opt)
-            total += loss.detach()
-            n_batches += 1
-        return {"d_loss": float(total) / max(n_batches, 1)}
+        rows = {"u": torch.cat([users, users]), "i": torch.cat([pos, self.d_negatives]),
+                "label": torch.cat([torch.ones_like(users), torch.zeros_like(users)]).float()}
+        return self.minibatch_epoch(rows, self.d_loss, self.d_opt, self.config.batch_size, gen, prefix="d_")
 
     def g_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
         cfg = self.config

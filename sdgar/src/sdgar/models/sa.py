@@ -2,8 +2,8 @@
 
 |S| negatives per positive are drawn uniformly from the non-positives and weighted by w_j = softmax_j(α·f(u,j))
 over the sample, with the weights **detached** (no gradient through them). The loss is SD-GAR's discriminator loss
-with this w in place of the SNIS weights, i.e. SD-GAR with a uniform proposal and g/T replaced by α·f:
-½·mean(−log σ f(u,i)) + ½·mean(Σ_j w_j·softplus f(u,j)) + λ/B·½(‖p_u‖² + ‖q_i‖² + b_i² + Σ_j(‖q_j‖² + b_j²)/|S|).
+(:func:`sdgar.models.sdgar.pointwise_loss`) with this w in place of the SNIS weights, i.e. SD-GAR with a uniform
+proposal and g/T replaced by α·f.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from sdgar.models.base import TrainData
-from sdgar.models.bpr import BPR, BPRConfig
-from sdgar.sampling import sample_rejecting, uniform_items
+from sdgar.models.bpr import BPRConfig, MFEngine
+from sdgar.models.sdgar import pointwise_loss
 
 
 @dataclass
@@ -30,34 +29,39 @@ def sa_weights(f_neg: torch.Tensor, alpha: float) -> torch.Tensor:
     return torch.softmax(alpha * f_neg.detach(), dim=-1)
 
 
-class SA(BPR):
+class SA(MFEngine):
     name: ClassVar[str] = "sa"
 
     def __init__(self, n_users: int, n_items: int, config: SAConfig | None = None) -> None:
         super().__init__(n_users, n_items, config or SAConfig())
 
-    def train_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+    def epoch_rows(self, data: TrainData, gen: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        users, pos = data.torch_pairs(self.device())
+        negs, reject_rate = self.uniform_negatives(data, users, self.config.neg_samples, gen)
+        return {"u": users, "i": pos, "j": negs}, {"reject_rate": reject_rate}
+
+    def batch_loss(self, rows: dict[str, torch.Tensor], gen: torch.Generator
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.config
-        device = self.d.user.device
-        users, pos = data.torch_pairs(device)
+        return pointwise_loss(self.d, rows["u"], rows["i"], rows["j"],
+                              lambda f_neg, g: sa_weights(f_neg, cfg.adv_temperature), cfg.reg, cfg.batch_size)
+
+    def fast_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+        from sdgar import kernels
+
+        cfg = self.config
+        users, items, indptr, indices = self.fast_arrays(data)
+        acc = self.fast_state()
+        p, q, b = (t.detach().numpy() for t in (self.d.user, self.d.item, self.d.bias))
+        ap, aq, ab = (acc[k].numpy() for k in ("user", "item", "bias"))
+        dummy_f, dummy_i = kernels.np.zeros((1, 1), kernels.np.float32), kernels.np.zeros((1, 1), kernels.np.int32)
         s = cfg.neg_samples
-        negs, rejected = sample_rejecting(uniform_items(self.n_items, gen), users.repeat_interleave(s),
-                                          data.positive_set(device))
-        negs = negs.view(-1, s)
-        order = torch.randperm(users.numel(), generator=gen, device=device)
-        total, n_batches = 0.0, 0
-        for start in range(0, users.numel(), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            u, i, j = users[idx], pos[idx], negs[idx]
-            p_u = self.d.users(u)
-            (q_i, b_i), (q_j, b_j) = self.d.items(i), self.d.items(j)
-            f_pos, f_neg = self.d.logits(p_u, q_i, b_i), self.d.logits(p_u, q_j, b_j)
-            w = sa_weights(f_neg, cfg.adv_temperature)
-            data_loss = 0.5 * (F.softplus(-f_pos).mean() + (w * F.softplus(f_neg)).sum(1).mean())
-            l2 = 0.5 * (p_u.square().sum() + q_i.square().sum() + b_i.square().sum()
-                        + (q_j.square().sum() + b_j.square().sum()) / s)
-            loss = data_loss + cfg.reg / cfg.batch_size * l2
-            self.precision.step(loss, self.optimizer)
-            total += loss.detach()
-            n_batches += 1
-        return {"loss": float(total) / max(n_batches, 1), "reject_rate": rejected / max(negs.numel(), 1)}
+
+        def kernel(order, seed, chunk0, out):
+            kernels.snis_epoch(order, users, items, indptr, indices, p, q, b, ap, aq, ab, dummy_f, dummy_f,
+                               dummy_f, dummy_i, dummy_f, dummy_i, s, 0, 1, 1.0, cfg.adv_temperature, False, 1.0,
+                               cfg.reg, cfg.fast_lr, cfg.fast_optimizer == "adagrad", seed, chunk0, out)
+
+        total = self.run_fast(data, gen, kernel, 3)
+        n = max(data.n_interactions, 1)
+        return {"loss": float(total[0]) / n, "reject_rate": float(total[1]) / (n * s), "ess": float(total[2]) / n}

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 
-from sdgar.models.base import Recommender, TrainData
+from sdgar.engine import SampledNegativeEngine
+from sdgar.models.base import TrainData
 from sdgar.models.generator import DecomposableGenerator
 from sdgar.models.mf import MF, make_optimizer
 from sdgar.sampling import sample_rejecting, uniform_items
@@ -45,6 +47,9 @@ class SDGARConfig:
     skip_last_gen_update: bool = False  # the official run's update after the last epoch is never used (§2)
     lr_decay: float = 1.0  # D learning rate × this after every D epoch (not in the official code; issue 10)
     neg_weight: float = 1.0  # L = ½(L_pos + neg_weight·L_neg); 1 is the official loss (issue 10 sweep knob)
+    engine: Literal["torch", "fast"] = "torch"  # fast: numba Hogwild per-positive D steps + numba G update (issue 21)
+    fast_optimizer: Literal["adagrad", "sgd"] = "adagrad"  # engine fast only: per-sample optimizer of D
+    fast_lr: float = 0.05  # engine fast only (LightFM's Adagrad default)
 
 
 def snis_weights(g: torch.Tensor, log_q: torch.Tensor, temperature: float, use_importance: bool = True,
@@ -57,7 +62,32 @@ def snis_weights(g: torch.Tensor, log_q: torch.Tensor, temperature: float, use_i
     return torch.softmax(logits.detach() if stop_grad else logits, dim=-1)
 
 
-class SDGAR(Recommender):
+def pointwise_loss(d: MF, users: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor,
+                   weights: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], lam: float, batch_size: int,
+                   neg_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """½·mean(−log σ f(u,i)) + ½·neg_weight·mean(Σ_j w_j softplus f(u,j)) + λ/B·½ Σ_rows(‖p_u‖² + ‖q_i‖² + b_i²
+    + Σ_j (‖q_j‖² + b_j²)/|S|): the discriminator loss of spec §1.5 (mean over the 2B rows of concat[pos, neg]) with
+    L2 as tf.nn.l2_loss on the gathered rows. ``weights(f_neg, g)`` gives w [B, S]; SA passes its own."""
+    p_u = d.users(users)
+    q_i, b_i = d.items(pos)
+    q_j, b_j = d.items(negs)  # [B, S, d], [B, S]
+    f_pos = d.logits(p_u, q_i, b_i)
+    f_neg = d.logits(p_u, q_j, b_j)
+    pos_loss = F.softplus(-f_pos)  # −log σ(f)
+    g = F.softplus(f_neg)  # ℓ(u, j) = −log(1 − D(j|u))
+    w = weights(f_neg, g)
+    neg_loss = (w * g).sum(1)
+    data_loss = 0.5 * (pos_loss.mean() + neg_weight * neg_loss.mean())
+    s = negs.shape[1]
+    reg = 0.5 * (p_u.square().sum() + q_i.square().sum() + b_i.square().sum()
+                 + (q_j.square().sum() + b_j.square().sum()) / s)
+    reg_loss = lam / batch_size * reg
+    ess = 1.0 / w.detach().square().sum(1)
+    return data_loss + reg_loss, {"pos_loss": pos_loss.mean().detach(), "neg_loss": neg_loss.mean().detach(),
+                                  "reg_loss": reg_loss.detach(), "ess": ess.mean()}
+
+
+class SDGAR(SampledNegativeEngine):
     name: ClassVar[str] = "sdgar"
     supports_amp: ClassVar[bool] = True
 
@@ -71,16 +101,22 @@ class SDGAR(Recommender):
         self.register_buffer("gen_updates", torch.zeros((), dtype=torch.long))
         self.optimizer = make_optimizer(self.d.parameters(), config.optimizer, config.learning_rate)
         self.total_epochs: int | None = None  # set by the trainer; used only by skip_last_gen_update
+        self._fast_acc: dict[str, torch.Tensor] | None = None
 
     # -- scoring uses D only (spec §1.2)
     def factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.d.factors()
 
     def extra_state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict()}
+        out: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
+        if self._fast_acc is not None:
+            out["fast_acc"] = self._fast_acc
+        return out
 
     def load_extra_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        if "fast_acc" in state:
+            self._fast_acc = {k: v.to(self.d.user.device) for k, v in state["fast_acc"].items()}
         self.g.rebuild_tables()
 
     # -- training
@@ -88,8 +124,9 @@ class SDGAR(Recommender):
         cfg = self.config
         start = time.perf_counter()
         user, item, bias = self.d.factors()
-        stats = self.g.update(user, item, bias, gen, cfg.temperature, cfg.lambda_x, cfg.lambda_y,
-                              cfg.gen_sample_num_item, cfg.gen_sample_num_user)
+        update = self.g.update_fast if cfg.engine == "fast" else self.g.update
+        stats = update(user, item, bias, gen, cfg.temperature, cfg.lambda_x, cfg.lambda_y, cfg.gen_sample_num_item,
+                       cfg.gen_sample_num_user)
         self.gen_updates += 1
         return {**stats, "g_seconds": time.perf_counter() - start}
 
@@ -107,48 +144,56 @@ class SDGAR(Recommender):
             log_q = torch.full(negs.shape, -math.log(self.n_items), device=negs.device)
         return negs.view(-1, s), log_q.view(-1, s), rejected / max(rep.numel(), 1)
 
-    def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor, log_q: torch.Tensor
+    def epoch_rows(self, data: TrainData, gen: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        users, pos = data.torch_pairs(self.d.user.device)
+        negs, log_q, reject_rate = self.draw_negatives(users, data, gen)
+        return {"u": users, "i": pos, "j": negs, "log_q": log_q}, {"reject_rate": reject_rate}
+
+    def batch_loss(self, rows: dict[str, torch.Tensor], gen: torch.Generator
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """SNIS-weighted discriminator loss of spec §1.5 on one minibatch."""
         cfg = self.config
-        p_u = self.d.users(users)
-        q_i, b_i = self.d.items(pos)
-        q_j, b_j = self.d.items(negs)  # [B, S, d], [B, S]
-        f_pos = self.d.logits(p_u, q_i, b_i)
-        f_neg = self.d.logits(p_u, q_j, b_j)
-        pos_loss = F.softplus(-f_pos)  # −log σ(f)
-        g = F.softplus(f_neg)  # ℓ(u, j) = −log(1 − D(j|u))
-        w = snis_weights(g, log_q, cfg.temperature, cfg.use_importance, cfg.snis_grad == "stop")
-        neg_loss = (w * g).sum(1)
-        data_loss = 0.5 * (pos_loss.mean() + cfg.neg_weight * neg_loss.mean())  # mean of concat[pos, neg rows]
-        s = negs.shape[1]  # L2 as tf.nn.l2_loss on the gathered rows, negatives divided by |S|
-        reg = 0.5 * (p_u.square().sum() + q_i.square().sum() + b_i.square().sum()
-                     + (q_j.square().sum() + b_j.square().sum()) / s)
-        reg_loss = cfg.dis_lambda / cfg.batch_size * reg
-        ess = 1.0 / w.detach().square().sum(1)
-        return data_loss + reg_loss, {"pos_loss": pos_loss.mean().detach(), "neg_loss": neg_loss.mean().detach(),
-                                      "reg_loss": reg_loss.detach(), "ess": ess.mean()}
+        log_q = rows["log_q"]
+
+        def weights(f_neg: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+            return snis_weights(g, log_q, cfg.temperature, cfg.use_importance, cfg.snis_grad == "stop")
+
+        return pointwise_loss(self.d, rows["u"], rows["i"], rows["j"], weights, cfg.dis_lambda, cfg.batch_size,
+                              cfg.neg_weight)
 
     def discriminator_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+        if self.engine == "fast":
+            return self.fast_epoch(data, gen)
+        rows, stats = self.epoch_rows(data, gen)
+        return {**self.minibatch_epoch(rows, self.batch_loss, self.optimizer, self.config.batch_size, gen), **stats}
+
+    def fast_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+        """One D epoch on the fast engine: per positive, |S| draws from Q (rejecting positives), SNIS weights and
+        a Hogwild step (:func:`sdgar.kernels.snis_epoch`)."""
+        from sdgar import kernels
+
         cfg = self.config
-        device = self.d.user.device
-        users, pos = data.torch_pairs(device)
-        negs, log_q, reject_rate = self.draw_negatives(users, data, gen)
-        order = torch.randperm(users.numel(), generator=gen, device=device)
-        sums = {"loss": 0.0, "pos_loss": 0.0, "neg_loss": 0.0, "reg_loss": 0.0, "ess": 0.0}
-        n_batches = 0
-        for s in range(0, users.numel(), cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
-            with self.precision.autocast():
-                loss, parts = self.batch_loss(users[idx], pos[idx], negs[idx], log_q[idx])
-            self.precision.step(loss, self.optimizer)
-            sums["loss"] += loss.detach()
-            for k, v in parts.items():
-                sums[k] += v
-            n_batches += 1
-        out = {k: float(v) / max(n_batches, 1) for k, v in sums.items()}
-        out["reject_rate"] = reject_rate
-        return out
+        users, items, indptr, indices = self.fast_arrays(data)
+        acc = self.fast_state()
+        p, q, b = (t.detach().numpy() for t in (self.d.user, self.d.item, self.d.bias))
+        ap, aq, ab = (acc[k].numpy() for k in ("user", "item", "bias"))
+        ut, it = self.g._tables()
+        x = self.g.x.float().numpy()
+        y = self.g.y.float().numpy()
+        mode = 1 if cfg.use_generator else 0
+        weighting = 0 if cfg.use_importance else 2
+        s = cfg.dis_sample_num
+        lr = cfg.fast_lr * cfg.lr_decay ** int(self.epochs_done)  # the same per-epoch decay as the torch engine
+
+        def kernel(order, seed, chunk0, out):
+            kernels.snis_epoch(order, users, items, indptr, indices, p, q, b, ap, aq, ab, x, y,
+                               ut.prob.numpy(), ut.alias.numpy(), it.prob.numpy(), it.alias.numpy(), s, mode,
+                               weighting, cfg.temperature, 1.0, cfg.snis_grad == "through", cfg.neg_weight,
+                               cfg.dis_lambda, lr, cfg.fast_optimizer == "adagrad", seed, chunk0, out)
+
+        total = self.run_fast(data, gen, kernel, 3)
+        n = max(data.n_interactions, 1)
+        return {"loss": float(total[0]) / n, "reject_rate": float(total[1]) / (n * s), "ess": float(total[2]) / n}
 
     def train_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
         cfg = self.config

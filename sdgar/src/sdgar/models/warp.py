@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 
 from sdgar.models.base import TrainData
-from sdgar.models.bpr import BPR, BPRConfig
+from sdgar.models.bpr import BPRConfig, MFEngine
 from sdgar.sampling import PositiveSet, sample_rejecting, uniform_items
 
 
@@ -50,13 +50,14 @@ def warp_weight(trials: torch.Tensor, n_items: int, table: torch.Tensor) -> torc
                                                                              device=trials.device))
 
 
-class WARP(BPR):
+class WARP(MFEngine):
     name: ClassVar[str] = "warp"
 
     def __init__(self, n_users: int, n_items: int, config: WARPConfig | None = None) -> None:
         super().__init__(n_users, n_items, config or WARPConfig())
         self._table = harmonic_table(n_items)
         self.block = 10  # candidates drawn in the first round; each further round draws twice as many
+        self._counts = [0, 0.0]  # violators found, their trials (this epoch)
 
     def _first_violators(self, u: torch.Tensor, p_u: torch.Tensor, f_pos: torch.Tensor, positives: PositiveSet,
                          draw: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,33 +82,34 @@ class WARP(BPR):
             done += n
         return j, trials
 
-    def train_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+    def epoch_rows(self, data: TrainData, gen: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        users, pos = data.torch_pairs(self.device())
+        self._positives = data.positive_set(users.device)
+        self._draw = uniform_items(self.n_items, gen)
+        return {"u": users, "i": pos}, {}
+
+    def batch_loss(self, rows: dict[str, torch.Tensor], gen: torch.Generator
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Draws happen per batch, against the current model (the sequential WARP search)."""
         cfg = self.config
-        device = self.d.user.device
-        users, pos = data.torch_pairs(device)
-        positives = data.positive_set(device)
-        draw = uniform_items(self.n_items, gen)
-        order = torch.randperm(users.numel(), generator=gen, device=device)
-        total, n_batches, trials_sum, found = 0.0, 0, 0.0, 0
-        for s in range(0, users.numel(), cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
-            u, i = users[idx], pos[idx]
-            p_u = self.d.users(u)
-            q_i, b_i = self.d.items(i)
-            f_pos = self.d.logits(p_u, q_i, b_i)
-            with torch.no_grad():
-                j, trials = self._first_violators(u, p_u, f_pos, positives, draw)
-                weight = warp_weight(trials, self.n_items, self._table).to(f_pos.dtype)
-            q_j, b_j = self.d.items(j)
-            hinge = torch.relu(cfg.margin - f_pos + self.d.logits(p_u, q_j, b_j))
-            used = (trials > 0).to(f_pos.dtype)  # rows without a violator have no j
-            l2 = 0.5 * (p_u.square().sum() + q_i.square().sum() + b_i.square().sum()
-                        + (used * (q_j.square().sum(1) + b_j.square())).sum())
-            loss = (weight * hinge).mean() + cfg.reg / cfg.batch_size * l2
-            self.precision.step(loss, self.optimizer)
-            total += loss.detach()
-            trials_sum += trials.sum()
-            found += int((trials > 0).sum())
-            n_batches += 1
-        return {"loss": float(total) / max(n_batches, 1), "violation_rate": found / max(users.numel(), 1),
-                "mean_trials": float(trials_sum) / max(found, 1)}
+        u, i = rows["u"], rows["i"]
+        p_u = self.d.users(u)
+        q_i, b_i = self.d.items(i)
+        f_pos = self.d.logits(p_u, q_i, b_i)
+        with torch.no_grad():
+            j, trials = self._first_violators(u, p_u, f_pos, self._positives, self._draw)
+            weight = warp_weight(trials, self.n_items, self._table).to(f_pos.dtype)
+        q_j, b_j = self.d.items(j)
+        hinge = torch.relu(cfg.margin - f_pos + self.d.logits(p_u, q_j, b_j))
+        used = (trials > 0).to(f_pos.dtype)  # rows without a violator have no j
+        l2 = 0.5 * (p_u.square().sum() + q_i.square().sum() + b_i.square().sum()
+                    + (used * (q_j.square().sum(1) + b_j.square())).sum())
+        self._counts[0] += int((trials > 0).sum())
+        self._counts[1] += float(trials.sum())
+        return (weight * hinge).mean() + cfg.reg / cfg.batch_size * l2, {}
+
+    def train_epoch(self, data: TrainData, gen: torch.Generator) -> dict[str, float]:
+        self._counts = [0, 0.0]
+        stats = super().train_epoch(data, gen)
+        found, trials = self._counts
+        return {**stats, "violation_rate": found / max(data.n_interactions, 1), "mean_trials": trials / max(found, 1)}
