@@ -6,6 +6,9 @@ autocorrelation of each noise map at one-pixel shifts, over a pyramid of scales)
 image. As in the StyleGAN2 projector: start at w̄ (from the mapping of 4,096 random z), Gaussian perturbation of the
 latent that decays to 0 over the first 75% of the steps, learning rate with a short ramp-up and cosine ramp-down,
 noise maps renormalized to zero mean and unit variance after every step.
+
+With a ``mask`` (1 = hole) the loss reads only the visible pixels: the training-free inpainting baseline (issue
+20). A batch of targets is projected at once, one latent and one set of noise maps per image.
 """
 
 from __future__ import annotations
@@ -64,12 +67,12 @@ def fixed_noise(G: Generator, noises: list[torch.Tensor]) -> Iterator[None]:
 
 
 def noise_regularization(noises: list[torch.Tensor]) -> torch.Tensor:
-    """Σ over maps and scales of squared mean autocorrelation at a one-pixel shift (x and y)."""
+    """Σ over maps, scales and images of squared mean autocorrelation at a one-pixel shift (x and y)."""
     loss = noises[0].new_zeros(())
     for noise in noises:
         n = noise
         while True:
-            loss = loss + (n * n.roll(1, 3)).mean().pow(2) + (n * n.roll(1, 2)).mean().pow(2)
+            loss = loss + ((n * n.roll(1, 3)).mean((1, 2, 3)).pow(2) + (n * n.roll(1, 2)).mean((1, 2, 3)).pow(2)).sum()
             if n.shape[2] <= 8:
                 break
             n = F.avg_pool2d(n, 2)
@@ -82,18 +85,30 @@ def _lr_at(t: float, cfg: ProjectConfig) -> float:
     return cfg.lr * ramp * min(1.0, t / cfg.lr_rampup)
 
 
-def project(G: Generator, target: torch.Tensor, cfg: ProjectConfig | None = None, seed: int = 0,
-            log: Callable[[str], None] | None = None) -> dict[str, torch.Tensor | list | float]:
-    """Invert ``target`` ([1, 3, R, R] in [−1, 1]) into G's W or W+.
+def masked_mse(image: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Pixel MSE over the visible pixels (mask = 1 on the hole), or over all pixels without a mask."""
+    if mask is None:
+        return F.mse_loss(image, target)
+    visible = (1 - mask).expand_as(image)
+    return ((image - target).pow(2) * visible).sum() / visible.sum().clamp_min(1.0)
 
-    Returns {"latent": [2d] (W) or [n_latent, 2d] (W+), "noises": list of [1, 1, r, r], "image": [1, 3, R, R],
-    "mse": final pixel MSE, "history": MSE every 10 steps}.
+
+def project(G: Generator, target: torch.Tensor, cfg: ProjectConfig | None = None, seed: int = 0,
+            log: Callable[[str], None] | None = None, mask: torch.Tensor | None = None
+            ) -> dict[str, torch.Tensor | list | float]:
+    """Invert ``target`` ([B, 3, R, R] in [−1, 1]) into G's W or W+; with ``mask`` [B, 1, R, R] (1 = hole) only the
+    visible pixels enter the loss.
+
+    Returns {"latent": [2d] (W) or [n_latent, 2d] (W+) (with a leading B when B > 1), "noises": list of
+    [B, 1, r, r], "image": [B, 3, R, R], "mse": final (visible-)pixel MSE, "history": MSE every 10 steps}.
     """
     cfg = cfg or ProjectConfig()
     if cfg.space not in ("w", "w+"):
         raise UserError(f"space must be 'w' or 'w+', got {cfg.space!r}")
     device = next(G.parameters()).device
     target = target.to(device)
+    mask = mask.to(device) if mask is not None else None
+    batch = target.shape[0]
     gen = torch.Generator().manual_seed(seed)
     flags = [p.requires_grad for p in G.parameters()]
     G.requires_grad_(False)  # only the latent and the noise maps are optimized
@@ -101,9 +116,9 @@ def project(G: Generator, target: torch.Tensor, cfg: ProjectConfig | None = None
         ws = G.mapping(torch.randn(cfg.w_avg_samples, G.cfg.z_dim, generator=gen).to(device))
         w_mean = ws.mean(0)
         w_std = float((ws - w_mean).pow(2).sum(1).mean().sqrt())
-    start = w_mean[None, None].repeat(1, G.n_latent, 1) if cfg.space == "w+" else w_mean[None].clone()
+    start = w_mean[None, None].repeat(batch, G.n_latent, 1) if cfg.space == "w+" else w_mean[None].repeat(batch, 1)
     latent = start.detach().clone().requires_grad_(True)
-    noises = [torch.randn(s, generator=gen).to(device).requires_grad_(cfg.optimize_noise)
+    noises = [torch.randn((batch, *s[1:]), generator=gen).to(device).requires_grad_(cfg.optimize_noise)
               for s in noise_shapes(G)]
     params = [latent] + (noises if cfg.optimize_noise else [])
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999))
@@ -116,14 +131,14 @@ def project(G: Generator, target: torch.Tensor, cfg: ProjectConfig | None = None
         perturbed = latent + torch.randn(latent.shape, generator=gen).to(device) * strength
         with fixed_noise(G, noises):
             image = G.synthesis(perturbed, "const")[0]
-        mse = F.mse_loss(image, target)
+        mse = masked_mse(image, target, mask)
         loss = mse + cfg.noise_reg * noise_regularization(noises) if cfg.optimize_noise else mse
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         with torch.no_grad():
             for n in noises:
-                n.sub_(n.mean()).div_(n.std() + 1e-8)
+                n.sub_(n.mean((1, 2, 3), keepdim=True)).div_(n.std((1, 2, 3), keepdim=True) + 1e-8)
         if step % 10 == 0 or step == cfg.steps - 1:
             history.append(mse.item())
             if log and (step % 50 == 0 or step == cfg.steps - 1):
@@ -132,8 +147,9 @@ def project(G: Generator, target: torch.Tensor, cfg: ProjectConfig | None = None
         final = G.synthesis(latent, "const")[0]
     for p, flag in zip(G.parameters(), flags, strict=True):
         p.requires_grad_(flag)
-    return {"latent": latent.detach()[0].cpu(), "noises": [n.detach().cpu() for n in noises],
-            "image": final.cpu(), "mse": float(F.mse_loss(final, target)), "history": history}
+    latent = latent.detach().cpu()
+    return {"latent": latent[0] if batch == 1 else latent, "noises": [n.detach().cpu() for n in noises],
+            "image": final.cpu(), "mse": float(masked_mse(final, target, mask)), "history": history}
 
 
 def load_image(path: str | Path, resolution: int) -> torch.Tensor:
