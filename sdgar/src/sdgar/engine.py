@@ -18,6 +18,7 @@ loss, the draws or the L2 form).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,15 @@ def check_engine(engine: str, model: str, device: torch.device | str, fast_model
         if torch.device(device).type != "cpu":
             raise UserError(f"engine fast runs numba kernels on the CPU, but the device is {device}; "
                             "use --device cpu or the torch engine")
+
+
+def _check_finite(mean_loss: float, done: int, unit: str = "batches") -> None:
+    if not math.isfinite(mean_loss):
+        from neurips20_common.errors import NonFiniteError
+
+        raise NonFiniteError(f"the training loss became NaN/Inf after {done} {unit} of this epoch; training stopped "
+                             "before this epoch was evaluated or saved. Lower the learning rate (see --set) and "
+                             "start again or resume from the last checkpoint")
 
 
 class SampledNegativeEngine(Recommender):
@@ -117,7 +127,9 @@ class SampledNegativeEngine(Recommender):
             n_batches += 1
             since += len(idx)
             if self.progress_cb is not None and n_batches % self.report_every == 0:
-                self.progress_cb(since, float(sums["loss"]) / n_batches)
+                mean = float(sums["loss"]) / n_batches
+                _check_finite(mean, n_batches)
+                self.progress_cb(since, mean)
                 reported += since
                 since = 0
         if self.progress_cb is not None and since:
@@ -166,6 +178,8 @@ class SampledNegativeEngine(Recommender):
             chunk0 += n_chunks
             stats = out.sum(0)
             total += stats
+            mean = float(total[0]) / max(start + len(part), 1)
+            _check_finite(mean, start + len(part), "rows")
             if self.progress_cb is not None:
-                self.progress_cb(len(part), float(total[0]) / max(start + len(part), 1))
+                self.progress_cb(len(part), mean)
         return total

@@ -10,7 +10,10 @@ One pass over users in chunks computes, at every cutoff k, per user and then ave
 - ``MRR@k``    1 / rank of the first hit within the top k, else 0 (official MRR is ``MRR@50``);
 - ``Hit@k``    1 when the top k holds a test item.
 
-Works for anything with ``scores(users) -> [n, n_items]`` (every :class:`~sdgar.models.base.Recommender`), or
+On the CPU the masking and the top-k selection are one parallel numba pass over each score block
+(:func:`sdgar.kernels.topk_masked`), and hits are found by binary search in the sorted test keys (issue 21: no
+dense [chunk, n_items] masks). Works for anything with ``scores(users) -> [n, n_items]`` (every
+:class:`~sdgar.models.base.Recommender`), or
 for raw factors through :class:`FactorScorer`. Runs on the scorer's device (CPU or CUDA).
 """
 
@@ -85,6 +88,26 @@ def _rows(csr: sp.csr_matrix, users: np.ndarray, device: torch.device) -> tuple[
     return torch.from_numpy(rows).to(device), torch.from_numpy(sub.indices.astype(np.int64)).to(device)
 
 
+def _keys(csr: sp.csr_matrix) -> np.ndarray:
+    """Sorted ``user * n_items + item`` keys of the nonzeros, for membership by binary search."""
+    coo = csr.tocoo()
+    return np.sort(coo.row.astype(np.int64) * csr.shape[1] + coo.col.astype(np.int64))
+
+
+def _cpu_hits(scores: torch.Tensor, batch: np.ndarray, train: sp.csr_matrix, test_keys: np.ndarray, n_items: int,
+              k: int) -> torch.Tensor:
+    """hits[r, t] = the item at rank t+1 of user batch[r] (train items masked) is a test item."""
+    from sdgar import kernels
+
+    block = np.ascontiguousarray(scores.numpy(), dtype=np.float32)
+    top = np.empty((len(batch), k), np.int64)
+    kernels.topk_masked(block, batch, train.indptr.astype(np.int64), train.indices.astype(np.int64), k, top)
+    q = batch[:, None] * n_items + top
+    pos = np.searchsorted(test_keys, q).clip(max=max(len(test_keys) - 1, 0))
+    hits = test_keys[pos] == q if len(test_keys) else np.zeros(q.shape, bool)
+    return torch.from_numpy(hits)
+
+
 @torch.no_grad()
 def top_k(scorer: Scorer, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None,
           device: torch.device | str = "cpu", chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
@@ -127,18 +150,22 @@ def evaluate(scorer: Scorer, train: sp.csr_matrix, test: sp.csr_matrix, cutoffs:
     kmax = min(max(cutoffs), n_items)
     sums: dict[str, torch.Tensor] = {}
     parts: dict[str, list[np.ndarray]] = {}
+    test_keys = _keys(test) if device.type == "cpu" else None
     for start in range(0, len(users), chunk):
         batch = users[start:start + chunk]
         scores = scorer(torch.from_numpy(batch).to(device)).float()
-        r, c = _rows(train, batch, device)
-        scores[r, c] = -torch.inf
-        top = torch.topk(scores, kmax, dim=1).indices
+        if device.type == "cpu":  # numba: mask + partial top-k in one parallel pass, hits by binary search
+            hits = _cpu_hits(scores, batch, train, test_keys, n_items, kmax)
+        else:
+            r, c = _rows(train, batch, device)
+            scores[r, c] = -torch.inf
+            top = torch.topk(scores, kmax, dim=1).indices
+            is_test = torch.zeros(len(batch), n_items, dtype=torch.bool, device=device)
+            r, c = _rows(test, batch, device)
+            is_test[r, c] = True
+            hits = is_test.gather(1, top)
+            del is_test
         del scores
-        is_test = torch.zeros(len(batch), n_items, dtype=torch.bool, device=device)
-        r, c = _rows(test, batch, device)
-        is_test[r, c] = True
-        hits = is_test.gather(1, top)
-        del is_test
         n_test = torch.from_numpy(n_test_all[batch]).to(device)
         for name, value in ranking_metrics(hits, n_test, cutoffs).items():
             if per_user:

@@ -1,5 +1,17 @@
 """One trainer for every model: epochs of ``model.train_epoch``, periodic full-ranking evaluation, run dir with
 ``config.json``, ``metrics.csv``, last + best checkpoints, and exact resume (model, optimizer, RNG, counters).
+
+Public entry point (used by the CLI, ``sdgar.compare`` and the Python API)::
+
+    train(config: RunConfig, data: Dataset, run: RunDir, resume: bool = False,
+          echo: Callable[[str], None] = print) -> TrainResult
+
+``TrainResult(run_dir, best, best_epoch, last, seconds)``. The sampled-negative models run on
+:mod:`sdgar.engine` (``model.engine = "torch"`` faithful minibatches, or ``"fast"`` numba Hogwild kernels on the
+CPU). The progress bar moves within an epoch (pairs/s, loss, ETA of the whole run); once the first part of the
+first epoch has run, a line states how long the run will take at the measured rate. A non-finite loss or
+parameter stops the run with :class:`~neurips20_common.errors.NonFiniteError` before that epoch is evaluated,
+checkpointed or marked best.
 """
 
 from __future__ import annotations
@@ -24,9 +36,11 @@ from neurips20_common import (
     seed_everything,
     select_device,
 )
+from neurips20_common.guard import FiniteGuard
 
 from sdgar.config import RunConfig
 from sdgar.data.dataset import Dataset
+from sdgar.engine import SampledNegativeEngine, check_engine
 from sdgar.evaluate import evaluate, format_table
 from sdgar.models.base import Recommender, TrainData
 from sdgar.models.registry import build_model, get_model
@@ -70,6 +84,67 @@ def check_precision(mode: str, model: str, device: torch.device) -> MixedPrecisi
     return precision
 
 
+FAST_MODELS = ("sdgar", "bpr", "dns", "sa")
+
+
+def _fmt_seconds(sec: float) -> str:
+    if not math.isfinite(sec):
+        return "?"
+    sec = round(sec)
+    return f"{sec // 3600}h{sec % 3600 // 60:02d}m" if sec >= 3600 else f"{sec // 60}m{sec % 60:02d}s"
+
+
+class RunProgress:
+    """The run's bar in epochs, advanced by the engine's within-epoch reports; pairs/s, loss and the ETA of the
+    whole run (tqdm's, from the measured epoch rate). The first estimate is also written as a plain line."""
+
+    def __init__(self, epochs: int, start_epoch: int, rows_per_epoch: int, echo: Callable[[str], None]) -> None:
+        self.bar = progress(total=epochs, initial=start_epoch, desc="epoch", unit="ep",
+                            bar_format="{l_bar}{bar}| {n:.2f}/{total_fmt} ep [{elapsed}<{remaining}{postfix}]")
+        self.epochs, self.echo = epochs, echo
+        self.rows_per_epoch = max(rows_per_epoch, 1)
+        self.epoch_rows = 0
+        self.t0 = time.perf_counter()
+        self.t_epoch = self.t0
+        self.announced = False
+        self.remaining_epochs = epochs - start_epoch
+
+    def write(self, text: str) -> None:
+        (self.echo if self.bar.disable else self.bar.write)(text)
+
+    def start_epoch(self) -> None:
+        self.epoch_rows = 0
+        self.t_epoch = time.perf_counter()
+
+    def report(self, rows: int, loss: float) -> None:
+        self.epoch_rows += rows
+        frac = min(self.epoch_rows / self.rows_per_epoch, 0.999)
+        self.bar.n = math.floor(self.bar.n) + frac
+        dt = time.perf_counter() - self.t_epoch
+        rate = self.epoch_rows / max(dt, 1e-9)
+        self.bar.set_postfix_str(f"{rate:,.0f} pairs/s, loss {loss:.4f}", refresh=True)
+        if not self.announced and (frac >= 0.05 or dt > 5.0):
+            self.announced = True
+            per_epoch = self.rows_per_epoch / max(rate, 1e-9)
+            self.write(f"measured {rate:,.0f} pairs/s: {self.remaining_epochs} epochs of {self.rows_per_epoch:,} "
+                       f"pairs take about {_fmt_seconds(per_epoch * self.remaining_epochs)} of training "
+                       "(generator updates and evaluations come on top; updated after the first epoch)")
+
+    def end_epoch(self, epoch: int, first: bool, loss: float) -> None:
+        if self.epoch_rows:
+            self.rows_per_epoch = self.epoch_rows
+        self.bar.n = epoch
+        self.bar.set_postfix_str(f"loss {loss:.4f}", refresh=True)
+        if first:
+            took = time.perf_counter() - self.t_epoch
+            left = self.epochs - epoch
+            self.write(f"first epoch took {_fmt_seconds(took)}: the remaining {left} epochs take about "
+                       f"{_fmt_seconds(took * left)} at this rate (plus evaluations)")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def write_id_maps(run: RunDir, data: Dataset) -> None:
     np.savetxt(run.file("user_ids.txt"), data.user_ids.astype(str), fmt="%s")
     np.savetxt(run.file("item_ids.txt"), data.item_ids.astype(str), fmt="%s")
@@ -90,6 +165,12 @@ def train(config: RunConfig, data: Dataset, run: RunDir, resume: bool = False,
         torch.set_num_threads(tc.threads)
     seed_everything(tc.seed)
     precision = check_precision(tc.precision, tc.model, device)
+    engine = getattr(config.model, "engine", "torch")
+    check_engine(engine, tc.model, device, FAST_MODELS)
+    if engine == "fast" or device.type == "cpu":
+        from sdgar import kernels
+
+        kernels.set_threads(tc.threads)
     model = build(config, data, device)
     model.precision = precision
     gen = torch.Generator(device=device)
@@ -120,39 +201,49 @@ def train(config: RunConfig, data: Dataset, run: RunDir, resume: bool = False,
          f"{data.test.nnz} test interactions; device {device}; run dir {run.path}")
     t0 = time.perf_counter()
     last_metrics: dict[str, float] = {}
-    bar = progress(range(start_epoch + 1, tc.epochs + 1), total=tc.epochs, initial=start_epoch, desc="epoch",
-                   unit="ep")
-    for epoch in bar:
-        model.train()
-        t_epoch = time.perf_counter()
-        stats = model.train_epoch(train_data, gen)
-        row: dict[str, Any] = {"epoch": epoch, **stats, "epoch_seconds": time.perf_counter() - t_epoch}
-        bar.set_postfix(loss=f"{stats.get('loss', float('nan')):.4f}")
-        is_best = False
-        if epoch % tc.eval_every == 0 or epoch == tc.epochs:
-            t_eval = time.perf_counter()
-            metrics = evaluate_model(model, data, config, device, select_split)
-            if select_split == "valid":
-                metrics = {f"valid_{k}": v for k, v in metrics.items()}
-                metrics.update(evaluate_model(model, data, config, device, "test"))
-            key = tc.select_metric if select_split == "test" else f"valid_{tc.select_metric}"
-            if key not in metrics:
-                raise UserError(f"select_metric {tc.select_metric!r} is not computed; cutoffs are {tc.cutoffs}")
-            is_best = metrics[key] > best["value"]
-            if is_best:
-                best = {"epoch": epoch, "value": metrics[key], "metrics": metrics}
-            row.update(metrics)
-            row["eval_seconds"] = time.perf_counter() - t_eval
-            last_metrics = metrics
-            test_only = {k: v for k, v in metrics.items() if not k.startswith("valid_")}
-            title = (f"epoch {epoch}/{tc.epochs}  loss {stats.get('loss', float('nan')):.4f}  "
-                     f"({time.perf_counter() - t0:.0f}s)" + ("  * best" if is_best else ""))
-            (echo if bar.disable else bar.write)(format_table(test_only, tc.cutoffs, title=title))
-        ckpts.save(epoch, checkpoint_state(model, config, epoch, gen, best, data), best=is_best)
-        metrics_log.log(row)
-        if tc.patience and epoch - best["epoch"] >= tc.patience * tc.eval_every:
-            echo(f"early stop at epoch {epoch}: no better {tc.select_metric} in {tc.patience} evaluations")
-            break
+    guard = FiniteGuard(checkpoints=ckpts, what="epoch")
+    bar = RunProgress(tc.epochs, start_epoch, train_data.n_interactions, echo)
+    if isinstance(model, SampledNegativeEngine):
+        model.progress_cb = bar.report
+    try:
+        for epoch in range(start_epoch + 1, tc.epochs + 1):
+            model.train()
+            bar.start_epoch()
+            t_epoch = time.perf_counter()
+            stats = model.train_epoch(train_data, gen)
+            row: dict[str, Any] = {"epoch": epoch, **stats, "epoch_seconds": time.perf_counter() - t_epoch}
+            guard.check(epoch, **{k: v for k, v in stats.items() if isinstance(v, float)})
+            guard.check_module(epoch, model, force=True)  # never evaluate, save or mark best a NaN model
+            bar.end_epoch(epoch, epoch == start_epoch + 1, stats.get("loss", float("nan")))
+            is_best = False
+            if epoch % tc.eval_every == 0 or epoch == tc.epochs:
+                t_eval = time.perf_counter()
+                metrics = evaluate_model(model, data, config, device, select_split)
+                if select_split == "valid":
+                    metrics = {f"valid_{k}": v for k, v in metrics.items()}
+                    metrics.update(evaluate_model(model, data, config, device, "test"))
+                key = tc.select_metric if select_split == "test" else f"valid_{tc.select_metric}"
+                if key not in metrics:
+                    raise UserError(f"select_metric {tc.select_metric!r} is not computed; cutoffs are {tc.cutoffs}")
+                is_best = math.isfinite(metrics[key]) and metrics[key] > best["value"]
+                if is_best:
+                    best = {"epoch": epoch, "value": metrics[key], "metrics": metrics}
+                row.update(metrics)
+                row["eval_seconds"] = time.perf_counter() - t_eval
+                last_metrics = metrics
+                test_only = {k: v for k, v in metrics.items() if not k.startswith("valid_")}
+                title = (f"epoch {epoch}/{tc.epochs}  loss {stats.get('loss', float('nan')):.4f}  "
+                         f"({time.perf_counter() - t0:.0f}s)" + ("  * best" if is_best else ""))
+                bar.write(format_table(test_only, tc.cutoffs, title=title))
+            metrics_log.log(row)  # the row before its checkpoint (MetricsLogger drops rows newer than a resume)
+            ckpts.save(epoch, checkpoint_state(model, config, epoch, gen, best, data), best=is_best)
+            if tc.patience and epoch - best["epoch"] >= tc.patience * tc.eval_every:
+                echo(f"early stop at epoch {epoch}: no better {tc.select_metric} in {tc.patience} evaluations")
+                break
+    finally:
+        bar.close()
+        if isinstance(model, SampledNegativeEngine):
+            model.progress_cb = None
     metrics_log.close()
     seconds = time.perf_counter() - t0
     echo(f"done in {seconds:.0f}s; best {tc.select_metric} {best['value']:.5f} at epoch {best['epoch']}; "

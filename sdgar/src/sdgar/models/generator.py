@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -122,6 +123,39 @@ class DecomposableGenerator(nn.Module):
             del f, q
             s_log[s:s + c] = (torch.logsumexp(log_h.view(u.shape), 2).double() - math.log(n_user_samples)).T + log_mass
         s_val = s_log.exp()
+        lam_y = lambda_y * s_val.amax(0).mean()
+        self.y.copy_(torch.softmax(s_val / lam_y, dim=0))
+        self.item_tables = AliasTables.build(self.y.T)
+        return {"log_z_mean": float(log_z.mean()), "lambda_x": float(lam_x), "lambda_y": float(lam_y)}
+
+    @torch.no_grad()
+    def update_fast(self, d_user: torch.Tensor, d_item: torch.Tensor, d_bias: torch.Tensor, gen: torch.Generator,
+                    temperature: float, lambda_x: float, lambda_y: float, n_item_samples: int, n_user_samples: int
+                    ) -> dict[str, float]:
+        """:meth:`update` on the CPU through numba kernels (engine fast): the same three steps, the same draws'
+        distributions and float64 log-space sums, one pass per step parallel over users / items, no [c, N] dense
+        blocks (step 3 scores only its K·M·|S_i| sampled pairs)."""
+        from sdgar import kernels
+
+        p, q, b = (t.detach().float().contiguous().numpy() for t in (d_user, d_item, d_bias))
+        ut, it = self._tables()
+        x, y = self.x.numpy(), self.y.numpy()
+        seeds = torch.randint(0, 2**62, (2,), generator=gen).tolist()
+        n_users, n_items, n_comp = x.shape[0], y.shape[0], self.n_components
+        log_z = np.empty(n_users)
+        v = np.empty((n_users, n_comp))
+        kernels.gen_user_steps(p, q, b, x, y, ut.prob.numpy(), ut.alias.numpy(), it.prob.numpy(), it.alias.numpy(),
+                               n_item_samples, temperature, seeds[0], log_z, v)
+        v_t = torch.from_numpy(v)
+        lam_x = lambda_x * v_t.amax(1).mean()
+        self.x.copy_(torch.softmax(v_t / lam_x, dim=1))
+        self.user_tables = AliasTables.build(self.x)
+        pi = AliasTables.build(self.x.T)
+        log_mass = torch.log(self.x.sum(0)).numpy()
+        s_log = np.empty((n_items, n_comp))
+        kernels.gen_item_step(p, q, b, self.x.numpy(), y, pi.prob.numpy(), pi.alias.numpy(), log_mass, log_z,
+                              n_user_samples, temperature, seeds[1], s_log)
+        s_val = torch.from_numpy(s_log).exp()
         lam_y = lambda_y * s_val.amax(0).mean()
         self.y.copy_(torch.softmax(s_val / lam_y, dim=0))
         self.item_tables = AliasTables.build(self.y.T)
