@@ -44,10 +44,10 @@ def test_train_writes_run_dir_and_generate_reads_it(tmp_path) -> None:
     assert out.is_file() and "5 samples" in result.output
     # a second train into the same run dir is refused; --resume continues it to a larger budget
     _, again = _train(tmp_path, "--kimg", "0.04")
-    assert again.exit_code != 0 and "--resume" in again.output
-    refused = CliRunner().invoke(main, ["train", "--resume", str(run), "--set", "groups=2"])
-    assert refused.exit_code != 0 and "groups=2" in refused.output
-    result = CliRunner().invoke(main, ["train", "--resume", str(run), "--kimg", "0.08", "--device", "cpu",
+    assert again.exit_code == 2 and "--resume" in again.output
+    refused = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--resume", "--set", "groups=2"])
+    assert refused.exit_code == 2 and "groups=2" in refused.output
+    result = CliRunner().invoke(main, ["train", "--run-dir", str(run), "--resume", "--kimg", "0.08", "--device", "cpu",
                                        "--threads", "1", "--set", "max_minutes=30"])
     assert result.exit_code == 0, result.output
     assert "resumed from" in result.output and "at iteration 5" in result.output
@@ -58,12 +58,13 @@ def test_train_writes_run_dir_and_generate_reads_it(tmp_path) -> None:
 def test_clean_errors(tmp_path) -> None:
     result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "nope"), "--preset", "tiny",
                                        "--run-dir", str(tmp_path / "r"), "--device", "cpu"])
-    assert result.exit_code != 0 and "nope" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "nope" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()  # bad data: no run dir left behind
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
     result = CliRunner().invoke(main, ["generate", "--ckpt", str(bad), "--out", str(tmp_path / "g.png")])
-    assert result.exit_code != 0 and "corrupt" in result.output
+    assert result.exit_code == 2 and "bad.pt" in result.output
     result = CliRunner().invoke(main, ["generate", "--ckpt", str(bad), "--seeds", "a-b"])
     assert result.exit_code != 0
     _, result = _train(tmp_path, "--set", "bogus=1")
-    assert result.exit_code != 0 and "bogus" in result.output
+    assert result.exit_code == 2 and "bogus" in result.output

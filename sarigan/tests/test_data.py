@@ -50,7 +50,7 @@ def test_folder_and_zip(tmp_path: Path) -> None:
 
 
 def test_bad_inputs_raise_user_errors(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="not 'shapes'"):
+    with pytest.raises(UserError, match="is not shapes, digits, lfw"):
         load_data(str(tmp_path / "missing"), 16)
     with pytest.raises(UserError, match=r"no \.png"):
         load_image_folder(tmp_path, 16)

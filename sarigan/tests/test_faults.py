@@ -80,7 +80,7 @@ def test_kill9_then_resume_through_cli_is_bit_exact(tmp_path: Path) -> None:
     killed_at = CheckpointManager(cut / "checkpoints").steps()[-1]
     assert 40 <= killed_at < 100
 
-    resumed = _run([*TRAIN[:3], "train", "--resume", str(cut), "--threads", "1"])
+    resumed = _run([*TRAIN[:3], "train", "--run-dir", str(cut), "--resume", "--threads", "1"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"at iteration {killed_at}" in resumed.stdout
 

@@ -1,93 +1,50 @@
-"""Command line interface: a thin click layer over the library."""
+"""Command line interface: a thin click layer over the library (parse, build a config, call one function).
+
+Exit codes (common-utils conventions): 0 ok, 1 a bug (traceback), 2 a user error (one line), 3 training diverged.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 from pathlib import Path
 
 import click
 import torch
-import torch.distributed as dist
-from neurips20_common import CheckpointManager, RunDir, UserError, load_checkpoint, select_device
+from neurips20_common import UserError, load_checkpoint, select_device
+from neurips20_common.cli import (
+    Group,
+    apply_set,
+    parse_set,
+    resolve_checkpoint,
+    run_dir_options,
+    seed_option,
+    tensorboard_option,
+)
 
 from sarigan import __version__
+from sarigan.api import finish_process, load_generator, set_threads
+from sarigan.api import train as run_training
 from sarigan.config import GROUPINGS, PRESETS, SariGANConfig, get_preset
-from sarigan.data import load_data, save_grid
-from sarigan.networks import Generator
-from sarigan.train import Trainer, z_from_seeds
+from sarigan.data import DATASETS, load_data, save_grid
+from sarigan.train import z_from_seeds
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sarigan")
 def main() -> None:
     """SariGAN: semantic-aware normalization for GANs (NeurIPS 2020), StyleGAN2 in pure PyTorch."""
 
 
-def _not_built(verb: str, issue: int) -> None:
-    raise click.ClickException(f"'sarigan {verb}' is not built yet (tracked in issue #{issue}); nothing was run")
-
-
-def _threads(spec: str, device: torch.device) -> None:
-    """``auto``: on CPU, the cores not already busy (by the load average), at least 1; a shared CPU makes
-    multi-threaded parallel regions stall (45× slower measured on 2 cores shared by ~10 jobs)."""
-    if spec == "auto":
-        if device.type != "cpu":
-            return
-        cores = os.cpu_count() or 1
-        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        torch.set_num_threads(max(1, min(cores, round(cores - busy))))
-    else:
-        try:
-            torch.set_num_threads(max(1, int(spec)))
-        except ValueError:
-            raise click.ClickException(f"--threads must be 'auto' or an integer, got {spec!r}") from None
-
-
-def _overrides(cfg: SariGANConfig, pairs: tuple[str, ...]) -> SariGANConfig:
-    fields = {f.name: f for f in dataclasses.fields(SariGANConfig)}
-    changes: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or key not in fields:
-            raise click.ClickException(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
-        kind = type(getattr(cfg, key))
-        try:
-            changes[key] = (value.lower() in ("1", "true", "yes", "on")) if kind is bool else kind(value)
-        except ValueError:
-            raise click.ClickException(f"--set {pair!r}: {value!r} is not a valid {kind.__name__}") from None
-    return cfg.replace(**changes)
-
-
-RESUME_SETTABLE = ("kimg", "max_minutes", "fd_every", "fd_samples", "sample_every", "ckpt_every", "log_every")
-
-
-def _init_distributed(device_spec: str) -> tuple[int, int, torch.device]:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: nccl on CUDA, gloo on CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = select_device(device_spec)
-    if world == 1:
-        return 0, 1, device
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world, device
-
-
 @main.command()
 @click.option("--data", "data_spec", default="shapes", show_default=True,
-              help="shapes | digits | PATH to a folder or zip of PNG/JPEG images")
+              help=f"{' | '.join(DATASETS)} | PATH to a folder or zip of PNG/JPEG images")
 @click.option("--preset", default="cpu16", show_default=True, type=click.Choice(list(PRESETS)))
 @click.option("--kimg", type=float, default=None, help="Train until this many thousand images (default: preset).")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Default: runs/sarigan/<data>-<preset>.")
-@click.option("--resume", "resume", type=click.Path(file_okay=False), default=None,
-              help="Continue a run dir exactly (weights, optimizers, EMA, w̄, counters, RNG).")
+@run_dir_options
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option
 @click.option("--grouping", type=click.Choice(GROUPINGS), default=None, help="learned | uniform | none (StyleGAN2)")
 @click.option("--groups", type=int, default=None, help="Groups per grouped layer (G).")
 @click.option("--mi-weight", type=float, default=None, help="MI loss weight on D and G (official 20).")
@@ -95,71 +52,23 @@ def _init_distributed(device_spec: str) -> tuple[int, int, torch.device]:
 @click.option("--swap-prob", type=float, default=None,
               help="P(group/channel swap | mixing); official 0 (dead branch), 0.5 the likely intent.")
 @click.option("--batch", type=int, default=None, help="Total batch over all processes.")
+@click.option("--augment", type=click.Choice(["none", "ada"]), default=None,
+              help="ADA-style augmentation of reals and fakes for small data sets (default: preset, none).")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast on CUDA.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field.")
 @click.option("--threads", default="auto", show_default=True, help="CPU threads: auto or N.")
-def train(data_spec: str, preset: str, kimg: float | None, run_dir: str | None, resume: str | None, device: str,
-          seed: int, grouping: str | None, groups: int | None, mi_weight: float | None, mi_on_mixed: bool | None,
-          swap_prob: float | None, batch: int | None, amp: bool | None, sets: tuple[str, ...], threads: str) -> None:
-    """Train SariGAN / StyleGAN2 on shapes, digits or an image folder / zip."""
-    try:
-        rank, world, dev = _init_distributed(device)
-        _threads(threads, dev)
-        state = None
-        if resume:
-            run = RunDir.open(resume)
-            saved = run.read_config()
-            cfg = SariGANConfig.from_dict(saved["config"])
-            if kimg is not None:
-                cfg = cfg.replace(kimg=kimg)
-            bad = [p for p in sets if p.partition("=")[0] not in RESUME_SETTABLE]
-            if bad:
-                raise click.ClickException(f"--set {bad[0]!r}: on --resume only {', '.join(RESUME_SETTABLE)} "
-                                           "may change")
-            cfg = _overrides(cfg, sets)
-            data_spec, seed, preset = saved["data"], saved["seed"], saved.get("preset", preset)
-            latest = CheckpointManager(run.checkpoints).latest()
-            if latest is None:
-                raise click.ClickException(f"{run.checkpoints} holds no checkpoint to resume from")
-            state = load_checkpoint(latest, map_location=dev)
-        else:
-            cfg = get_preset(preset)
-            given = dict(grouping=grouping, groups=groups, mi_weight=mi_weight, mi_on_mixed=mi_on_mixed,
-                         swap_prob=swap_prob, batch=batch, amp=amp, kimg=kimg)
-            cfg = _overrides(cfg.replace(**{k: v for k, v in given.items() if v is not None}), sets)
-            path = Path(run_dir) if run_dir else Path("runs") / "sarigan" / f"{Path(data_spec).name}-{preset}"
-            if CheckpointManager(path / "checkpoints").latest() is not None:
-                raise click.ClickException(f"{path} already holds a run; continue it with --resume {path}, "
-                                           "or pass another --run-dir")
-            run = RunDir(path)
-        data = load_data(data_spec, cfg.resolution, seed=seed)
-        if rank == 0:
-            run.path.mkdir(parents=True, exist_ok=True)
-            run.write_config({"config": cfg, "data": data_spec, "seed": seed, "preset": preset,
-                              "world": world, "device": str(dev)})
-            click.echo(f"sarigan: {cfg.grouping} grouping, {cfg.resolution}², G={cfg.groups}, batch {cfg.batch} on "
-                       f"{world}× {dev} ({torch.get_num_threads()} threads), {len(data)} images from {data.name} "
-                       f"→ {run.path}")
-        trainer = Trainer(cfg, data, dev, seed)
-        if state is not None:
-            trainer.load_state_dict(state)
-            if rank == 0:
-                click.echo(f"resumed from {latest} at iteration {trainer.step} ({trainer.nimg / 1000:.1f} kimg)")
-        trainer.fit(cfg.kimg, run, extra={"data": data_spec},
-                    log=(lambda m: click.echo(m)) if rank == 0 else (lambda m: None))
-        if rank == 0:
-            click.echo(f"done: {trainer.step} iterations; samples in {run.file('samples')}")
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-    if world > 1:
-        # A clean multi-process run skips interpreter teardown: with gloo a rank sometimes aborts in C++
-        # destructors after finishing ("terminate called without an active exception"), failing torchrun.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+@tensorboard_option
+def train(data_spec: str, preset: str, kimg: float | None, run_dir: str | None, resume: bool, force: bool,
+          device: str, seed: int, grouping: str | None, groups: int | None, mi_weight: float | None,
+          mi_on_mixed: bool | None, swap_prob: float | None, batch: int | None, augment: str | None,
+          amp: bool | None, sets: tuple[str, ...], threads: str, tensorboard: bool) -> None:
+    """Train SariGAN / StyleGAN2 on shapes, digits, lfw or an image folder / zip (--resume continues exactly)."""
+    given = dict(grouping=grouping, groups=groups, mi_weight=mi_weight, mi_on_mixed=mi_on_mixed,
+                 swap_prob=swap_prob, batch=batch, augment=augment, amp=amp, kimg=kimg)
+    overrides = {**{k: v for k, v in given.items() if v is not None}, **parse_set(sets)}
+    _, world = run_training(data_spec, preset, run_dir, resume=resume, force=force, overrides=overrides, seed=seed,
+                            device=device, threads=threads, tensorboard=tensorboard, log=click.echo)
+    finish_process(world)
 
 
 def _parse_seeds(spec: str) -> list[int]:
@@ -169,45 +78,54 @@ def _parse_seeds(spec: str) -> list[int]:
             lo, sep, hi = part.strip().partition("-")
             seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
     except ValueError:
-        raise click.ClickException(f"--seeds {spec!r}: use a list and/or ranges like 0-63 or 1,5,9-12") from None
-    if not seeds:
-        raise click.ClickException("--seeds is empty")
+        raise click.UsageError(f"--seeds {spec!r}: use a list and/or ranges like 0-63 or 1,5,9-12") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise click.UsageError(f"--seeds {spec!r}: give one or more seeds ≥ 0")
     return seeds
 
 
 @main.command()
-@click.option("--ckpt", required=True, type=click.Path(), help="A checkpoint file, or a run dir (latest checkpoint).")
+@click.option("--ckpt", required=True, type=click.Path(), help="A checkpoint file, a run dir, or a .safetensors "
+              "export.")
 @click.option("--seeds", default="0-63", show_default=True)
 @click.option("--trunc", "psi", type=float, default=1.0, show_default=True, help="Truncation ψ towards w̄.")
-@click.option("--trunc-cutoff", type=int, default=None, help="Truncate only the first N per-layer latents.")
+@click.option("--trunc-cutoff", type=click.IntRange(min=1), default=None,
+              help="Truncate only the first N per-layer latents.")
 @click.option("--noise", type=click.Choice(["const", "random"]), default="const", show_default=True)
-@click.option("--out", default="grid.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="The PNG grid (default: grid.png, or <outdir>/grid.png with --outdir).")
+@click.option("--outdir", default=None, type=click.Path(file_okay=False),
+              help="Also write one PNG per seed, <outdir>/seed0000.png (stylegan3's naming).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--raw", is_flag=True, help="Use the training G instead of the EMA generator.")
-def generate(ckpt: str, seeds: str, psi: float, trunc_cutoff: int | None, noise: str, out: str, device: str,
-             raw: bool) -> None:
-    """Sample a PNG grid from a checkpoint (fixed seeds, optional truncation)."""
-    try:
-        dev = select_device(device)
-        path = Path(ckpt)
-        if path.is_dir():
-            latest = CheckpointManager(path / "checkpoints").latest() or CheckpointManager(path).latest()
-            if latest is None:
-                raise click.ClickException(f"{path} holds no checkpoint")
-            path = latest
-        state = load_checkpoint(path, map_location=dev)
-        cfg = SariGANConfig.from_dict(state["config"])
-        G = Generator(cfg).to(dev).eval()
-        G.load_state_dict(state["G" if raw else "G_ema"])
-        seed_list = _parse_seeds(seeds)
-        z = z_from_seeds(seed_list, cfg.z_dim).to(dev)
-        with torch.no_grad():
-            images = torch.cat([G(z[i: i + 64], psi=psi, cutoff=trunc_cutoff, noise_mode=noise)
-                                for i in range(0, len(z), 64)])
-        save_grid(images, out, upscale=max(1, 128 // cfg.resolution))
-        click.echo(f"wrote {len(seed_list)} samples (ψ={psi}) from {path} to {out}")
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
+def generate(ckpt: str, seeds: str, psi: float, trunc_cutoff: int | None, noise: str, out: str | None,
+             outdir: str | None, device: str, raw: bool) -> None:
+    """Sample a PNG grid (and per-seed PNGs) from a checkpoint: fixed seeds, optional truncation."""
+    from sarigan.data import save_images
+
+    seed_list = _parse_seeds(seeds)
+    G = load_generator(ckpt, select_device(device), ema=not raw)
+    images = G.generate(seed_list, psi=psi, cutoff=trunc_cutoff, noise_mode=noise)
+    grid = Path(out) if out else (Path(outdir) / "grid.png" if outdir else Path("grid.png"))
+    save_grid(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1, grid,
+              upscale=max(1, 128 // G.resolution))
+    msg = f"wrote {len(seed_list)} samples (ψ={psi}) from {G.meta.get('checkpoint', ckpt)} to {grid}"
+    if outdir:
+        save_images(images, Path(outdir), [f"seed{s:04d}.png" for s in seed_list])
+        msg += f" and {outdir}/seed{seed_list[0]:04d}.png …"
+    click.echo(msg)
+
+
+@main.command()
+@click.option("--ckpt", required=True, type=click.Path(), help="A checkpoint file or a run dir.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="<name>.safetensors (+ <name>.json).")
+@click.option("--raw", is_flag=True, help="Export the training G instead of the EMA generator.")
+def export(ckpt: str, out: str, raw: bool) -> None:
+    """Weights-only export of the generator: safetensors (tensors only) + a small JSON (config, provenance)."""
+    G = load_generator(ckpt, "cpu", ema=not raw)
+    weights, side = G.save_weights(out)
+    click.echo(f"wrote {weights} ({weights.stat().st_size / 1e6:.2f} MB) and {side}; "
+               f"load with sarigan.load_generator({str(weights)!r})")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -225,18 +143,14 @@ def _ckpt_dir(ckpt: str) -> Path:
 @click.option("--device", default="cpu", show_default=True)
 def groups(ckpt: str, out: str | None, device: str) -> None:
     """Per grouped layer: channel → group assignment, group sizes, τ, affinity statistics (JSON + PNG heatmaps)."""
-    from sarigan.edit import load_generator
     from sarigan.groups import inspect_groups, summary_lines, write_report
 
-    try:
-        G = load_generator(ckpt, select_device(device))
-        folder = Path(out) if out else _ckpt_dir(ckpt) / "groups"
-        path, pngs = write_report(G, folder)
-        for line in summary_lines(inspect_groups(G)):
-            click.echo(line)
-        click.echo(f"wrote {path} and {len(pngs)} heatmaps in {folder}")
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
+    G = load_generator(ckpt, select_device(device))
+    folder = Path(out) if out else _ckpt_dir(ckpt) / "groups"
+    path, pngs = write_report(G, folder)
+    for line in summary_lines(inspect_groups(G)):
+        click.echo(line)
+    click.echo(f"wrote {path} and {len(pngs)} heatmaps in {folder}")
 
 
 @main.command()
@@ -258,34 +172,31 @@ def edit(ckpt: str, seed: int, rows: int, latent: str | None, layer: int, group:
     """PNG grid varying one group's style at one layer (columns = scales), or every group of the layer (rows)."""
     from contextlib import nullcontext
 
-    from sarigan.edit import edit_grid, layer_resolution, load_generator, parse_scales, sweep_layer
+    from sarigan.edit import edit_grid, layer_resolution, parse_scales, sweep_layer
     from sarigan.project import fixed_noise
 
-    try:
-        dev = select_device(device)
-        G = load_generator(ckpt, dev)
-        values = parse_scales(scales)
-        noise_ctx = nullcontext()
-        if latent:
-            saved = load_checkpoint(latent, map_location=dev)
-            if "latent" not in saved:
-                raise UserError(f"{latent} holds no 'latent'; write one with `sarigan project`")
-            w = saved["latent"][None].to(dev)
-            noise_ctx = fixed_noise(G, [n.to(dev) for n in saved["noises"]]) if "noises" in saved else noise_ctx
+    dev = select_device(device)
+    G = load_generator(ckpt, dev)
+    values = parse_scales(scales)
+    noise_ctx = nullcontext()
+    if latent:
+        saved = load_checkpoint(latent, map_location=dev)
+        if "latent" not in saved:
+            raise UserError(f"{latent} holds no 'latent'; write one with `sarigan project`")
+        w = saved["latent"][None].to(dev)
+        noise_ctx = fixed_noise(G, [n.to(dev) for n in saved["noises"]]) if "noises" in saved else noise_ctx
+    else:
+        w = G.mapping(z_from_seeds(list(range(seed, seed + rows)), G.cfg.z_dim).to(dev))
+        w = G.truncate(w, psi) if psi != 1.0 else w
+    with torch.no_grad(), noise_ctx:
+        if group is None:
+            images, groups_ = sweep_layer(G, w, layer, values, mode)
+            what = f"rows = groups {groups_} of layer {layer}"
         else:
-            w = G.mapping(z_from_seeds(list(range(seed, seed + rows)), G.cfg.z_dim).to(dev))
-            w = G.truncate(w, psi) if psi != 1.0 else w
-        with torch.no_grad(), noise_ctx:
-            if group is None:
-                images, groups_ = sweep_layer(G, w, layer, values, mode)
-                what = f"rows = groups {groups_} of layer {layer}"
-            else:
-                images = edit_grid(G, w, layer, group, values, mode)
-                what = f"layer {layer} group {group}, rows = {w.shape[0]} latent(s)"
-        save_grid(images, out, nrow=len(values), upscale=max(1, 64 // G.cfg.resolution))
-        click.echo(f"wrote {out}: {what} ({layer_resolution(G, layer)}²), columns = {mode} δ {values}")
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
+            images = edit_grid(G, w, layer, group, values, mode)
+            what = f"layer {layer} group {group}, rows = {w.shape[0]} latent(s)"
+    save_grid(images, out, nrow=len(values), upscale=max(1, 64 // G.cfg.resolution))
+    click.echo(f"wrote {out}: {what} ({layer_resolution(G, layer)}²), columns = {mode} δ {values}")
 
 
 @main.command()
@@ -303,26 +214,22 @@ def project(ckpt: str, image: str, steps: int, space: str, lr: float, noise_reg:
     """Invert an image into W / W+ (pixel MSE + noise regularization); edit it with `edit --latent`."""
     from neurips20_common import save_checkpoint
 
-    from sarigan.edit import load_generator
     from sarigan.project import ProjectConfig, load_image
     from sarigan.project import project as run_projection
 
-    try:
-        dev = select_device(device)
-        G = load_generator(ckpt, dev)
-        target = load_image(image, G.cfg.resolution)
-        cfg = ProjectConfig(steps=steps, lr=lr, space=space, noise_reg=noise_reg)
-        result = run_projection(G, target, cfg, seed=seed, log=click.echo)
-        folder = Path(out)
-        save_checkpoint(folder / "latent.pt", {"latent": result["latent"], "noises": result["noises"],
-                                               "space": space, "ckpt": str(ckpt), "image": str(image),
-                                               "mse": result["mse"], "steps": steps})
-        up = max(1, 128 // G.cfg.resolution)
-        save_grid(result["image"], folder / "projected.png", upscale=up)
-        save_grid(torch.cat([target, result["image"]]), folder / "target_vs_projected.png", nrow=2, upscale=up)
-        click.echo(f"pixel MSE {result['mse']:.5f}; wrote {folder}/latent.pt, projected.png, target_vs_projected.png")
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
+    dev = select_device(device)
+    G = load_generator(ckpt, dev)
+    target = load_image(image, G.cfg.resolution)
+    cfg = ProjectConfig(steps=steps, lr=lr, space=space, noise_reg=noise_reg)
+    result = run_projection(G, target, cfg, seed=seed, log=click.echo)
+    folder = Path(out)
+    save_checkpoint(folder / "latent.pt", {"latent": result["latent"], "noises": result["noises"],
+                                           "space": space, "ckpt": str(ckpt), "image": str(image),
+                                           "mse": result["mse"], "steps": steps})
+    up = max(1, 128 // G.cfg.resolution)
+    save_grid(result["image"], folder / "projected.png", upscale=up)
+    save_grid(torch.cat([target, result["image"]]), folder / "target_vs_projected.png", nrow=2, upscale=up)
+    click.echo(f"pixel MSE {result['mse']:.5f}; wrote {folder}/latent.pt, projected.png, target_vs_projected.png")
 
 
 @main.command()
@@ -344,45 +251,31 @@ def fid(ckpt: str, data_spec: str | None, extractor: str, n: int, psi: float, wi
     """FID (and KID) of a checkpoint against its data, with the protocol recorded beside the scores."""
     import json
 
-    from sarigan.edit import load_generator
     from sarigan.metrics.features import make_extractor
     from sarigan.metrics.fid import evaluate_fid
 
-    try:
-        dev = select_device(device)
-        G = load_generator(ckpt, dev)
-        if data_spec is None:
-            data_spec = load_checkpoint(_latest(ckpt)).get("data")
-            if not data_spec:
-                raise UserError(f"{ckpt} does not record its data; pass --data")
-        data = load_data(data_spec, G.cfg.resolution)
-        cache = Path(cache_dir) if cache_dir else None
-        ext = make_extractor(extractor, data.images, data.labels, data.name, dev, cache, input_range)
-        record = evaluate_fid(G, data.images, data.name, ext, n=n, psi=psi, seed=seed, with_kid=with_kid,
-                              cache_dir=cache, device=dev, log=click.echo)
-        record["ckpt"] = str(ckpt)
-        line = f"FID({extractor}) {record['fid']:.4f}"
-        if "kid" in record:
-            line += f"  KID {record['kid']:.5f} ± {record['kid_std']:.5f}"
-        click.echo(f"{line}  (n={n}, ψ={psi}, {record['seconds']:.0f} s)")
-        click.echo("protocol: " + json.dumps(record["protocol"]))
-        if "note" in record:
-            click.echo(record["note"])
-        if out:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text(json.dumps(record, indent=1))
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _latest(ckpt: str) -> Path:
-    path = Path(ckpt)
-    if path.is_dir():
-        latest = CheckpointManager(path / "checkpoints").latest() or CheckpointManager(path).latest()
-        if latest is None:
-            raise UserError(f"{path} holds no checkpoint")
-        return Path(latest)
-    return path
+    dev = select_device(device)
+    G = load_generator(ckpt, dev)
+    if data_spec is None:
+        data_spec = load_checkpoint(resolve_checkpoint(ckpt)).get("data")
+        if not data_spec:
+            raise UserError(f"{ckpt} does not record its data; pass --data")
+    data = load_data(data_spec, G.cfg.resolution)
+    cache = Path(cache_dir) if cache_dir else None
+    ext = make_extractor(extractor, data.images, data.labels, data.name, dev, cache, input_range)
+    record = evaluate_fid(G, data.images, data.name, ext, n=n, psi=psi, seed=seed, with_kid=with_kid,
+                          cache_dir=cache, device=dev, log=click.echo)
+    record["ckpt"] = str(ckpt)
+    line = f"FID({extractor}) {record['fid']:.4f}"
+    if "kid" in record:
+        line += f"  KID {record['kid']:.5f} ± {record['kid_std']:.5f}"
+    click.echo(f"{line}  (n={n}, ψ={psi}, {record['seconds']:.0f} s)")
+    click.echo("protocol: " + json.dumps(record["protocol"]))
+    if "note" in record:
+        click.echo(record["note"])
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(record, indent=1))
 
 
 @main.command()
@@ -404,22 +297,170 @@ def ablate(data_spec: str, preset: str, kimg: float, rows: str, n_eval: int, n_s
     """Train StyleGAN2 / uniform / learned-no-MI / SariGAN rows; CSV + markdown of FID/KID and disentanglement."""
     from sarigan.ablate import run_ablation
 
-    try:
-        dev = select_device(device)
-        _threads(threads, dev)
-        base = get_preset(preset)
-        changed = _overrides(base, set_pairs)
-        overrides = {f.name: getattr(changed, f.name) for f in dataclasses.fields(SariGANConfig)
-                     if getattr(changed, f.name) != getattr(base, f.name)}
-        name = f"ablate-{Path(data_spec).name}-{preset}-{kimg:g}kimg" + (f"-seed{seed}" if seed else "")
-        path = Path(run_dir) if run_dir else Path("runs") / "sarigan" / name
-        results = run_ablation(data_spec, preset, kimg, path, seed, dev, [r.strip() for r in rows.split(",")],
-                               n_eval, n_seeds, overrides=overrides, log=click.echo)
-        click.echo((path / "ablation.md").read_text())
-        click.echo(f"{len(results)} rows; wrote {path / 'ablation.csv'} and {path / 'ablation.md'}")
-    except UserError as exc:
-        raise click.ClickException(str(exc)) from None
+    dev = select_device(device)
+    set_threads(threads, dev)
+    base = get_preset(preset)
+    changed = apply_set(base, parse_set(set_pairs))
+    overrides = {f.name: getattr(changed, f.name) for f in dataclasses.fields(SariGANConfig)
+                 if getattr(changed, f.name) != getattr(base, f.name)}
+    name = f"ablate-{Path(data_spec).name}-{preset}-{kimg:g}kimg" + (f"-seed{seed}" if seed else "")
+    path = Path(run_dir) if run_dir else Path("runs") / "sarigan" / name
+    results = run_ablation(data_spec, preset, kimg, path, seed, dev, [r.strip() for r in rows.split(",")],
+                           n_eval, n_seeds, overrides=overrides, log=click.echo)
+    click.echo((path / "ablation.md").read_text())
+    click.echo(f"{len(results)} rows; wrote {path / 'ablation.csv'} and {path / 'ablation.md'}")
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inpainting (issue 20): thin wrappers over sarigan.inpaint
+# ---------------------------------------------------------------------------------------------------------------
+def _mask_config(kind: str | None, coverage: str | None, base: object | None = None) -> object:
+    from sarigan.masks import MaskConfig
+
+    cfg = base if isinstance(base, MaskConfig) else MaskConfig()
+    lo, hi = cfg.coverage_min, cfg.coverage_max
+    if coverage is not None:
+        try:
+            lo, hi = (float(v) for v in coverage.split(","))
+        except ValueError:
+            raise UserError(f"--coverage {coverage!r}: expected two fractions MIN,MAX such as 0.1,0.5") from None
+    return MaskConfig(kind or cfg.kind, lo, hi)
+
+
+@main.group(cls=Group)
+def inpaint() -> None:
+    """Conditional inpainting (co-modulated SariGAN / StyleGAN2) and the projection baseline."""
+
+
+@inpaint.command("train")
+@click.option("--data", "data_spec", default="shapes", show_default=True, help="shapes | digits | PATH")
+@click.option("--preset", default="cpu16", show_default=True, type=click.Choice(list(PRESETS)))
+@click.option("--kimg", type=float, default=None, help="Train until this many thousand images (default: preset).")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="Default: runs/sarigan/inpaint-<data>-<preset>-<grouping>-seed<seed>.")
+@run_dir_options
+@click.option("--device", default="auto", show_default=True)
+@seed_option
+@click.option("--grouping", type=click.Choice(GROUPINGS), default=None, help="none = the StyleGAN2 baseline.")
+@click.option("--groups", type=int, default=None)
+@click.option("--mi-weight", type=float, default=None)
+@click.option("--rec-weight", type=float, default=None, help="L1 on the hole (default 0: adversarial only).")
+@click.option("--mask-kind", type=click.Choice(["free-form", "box", "mixed"]), default=None)
+@click.option("--coverage", default=None, help="Hole fraction range MIN,MAX (default 0.1,0.5).")
+@click.option("--n-test", type=int, default=None, help="Held-out images kept out of training (default 1000).")
+@click.option("--batch", type=int, default=None)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other SariGAN config field.")
+@click.option("--threads", default="auto", show_default=True)
+def inpaint_train(data_spec: str, preset: str, kimg: float | None, run_dir: str | None, resume: bool, force: bool,
+                  device: str, seed: int, grouping: str | None, groups: int | None, mi_weight: float | None,
+                  rec_weight: float | None, mask_kind: str | None, coverage: str | None, n_test: int | None,
+                  batch: int | None, sets: tuple[str, ...], threads: str) -> None:
+    """Train a conditional inpainting model (adversarial on completions + the SariGAN losses)."""
+    from sarigan.inpaint import InpaintConfig, train_inpainting
+
+    given = dict(grouping=grouping, groups=groups, mi_weight=mi_weight, batch=batch, kimg=kimg)
+    overrides = {**{k: v for k, v in given.items() if v is not None}, **parse_set(sets)}
+    icfg = InpaintConfig(_mask_config(mask_kind, coverage),
+                         **{k: v for k, v in dict(rec_weight=rec_weight, n_test=n_test).items() if v is not None})
+    train_inpainting(data_spec, preset, run_dir, resume=resume, force=force, overrides=overrides, icfg=icfg,
+                     seed=seed, device=device, threads=threads, log=click.echo)
+
+
+@inpaint.command("complete")
+@click.option("--ckpt", required=True, type=click.Path(),
+              help="Conditional run (inpaint train) or an unconditional run (masked projection into W+).")
+@click.option("--image", required=True, type=click.Path(dir_okay=False))
+@click.option("--mask", "mask_path", type=click.Path(dir_okay=False), default=None,
+              help="Mask image of the same size: white (> 127) = hole to fill.")
+@click.option("--box", default=None, help="Hole as x,y,w,h in pixels of --image (instead of --mask).")
+@click.option("--out", default="completed.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--grid", type=click.Path(dir_okay=False), default=None, help="Also write input | mask | completion.")
+@click.option("--steps", type=int, default=200, show_default=True, help="Projection steps (unconditional --ckpt).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+def inpaint_complete(ckpt: str, image: str, mask_path: str | None, box: str | None, out: str, grid: str | None,
+                     steps: int, seed: int, device: str) -> None:
+    """Fill the hole of one image; writes the completion at the model's resolution."""
+    from PIL import Image, UnidentifiedImageError
+
+    from sarigan.data import _prepare
+    from sarigan.inpaint import Inpainter, completion_grid, save_image
+    from sarigan.masks import box_from_spec
+    from sarigan.project import ProjectConfig, load_image
+
+    if (mask_path is None) == (box is None):
+        raise UserError("give exactly one of --mask PNG or --box x,y,w,h")
+    inp = Inpainter.load(ckpt, select_device(device), project_cfg=ProjectConfig(steps=steps))
+    res = inp.G.cfg.resolution
+    x = load_image(image, res)
+    with Image.open(image) as im:
+        size = im.size
+    if box is not None:
+        m = box_from_spec(box, res, *size)
+    else:
+        if not Path(mask_path).is_file():
+            raise UserError(f"mask {mask_path} does not exist")
+        try:
+            with Image.open(mask_path) as im:
+                if im.size != size:
+                    raise UserError(f"mask {mask_path} is {im.size[0]}×{im.size[1]} but the image is "
+                                    f"{size[0]}×{size[1]}; give a mask of the image's size")
+                arr = _prepare(im.convert("L"), res)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UserError(f"{mask_path}: not a readable image ({exc})") from None
+        m = torch.from_numpy((arr[:1] > 127).astype("float32"))[None]
+        if not m.any():
+            raise UserError(f"mask {mask_path} has no white (hole) pixel at the model's {res}² resolution")
+    done = inp.complete(x, m, seed=seed)
+    save_image(done, out)
+    if grid:
+        completion_grid(x, m, done, grid)
+    click.echo(f"{inp.method}: filled {int(m.sum())} of {res * res} pixels; wrote {out}"
+               + (f" and {grid}" if grid else ""))
+
+
+@inpaint.command("eval")
+@click.option("--ckpt", required=True, type=click.Path(), help="Conditional run, or unconditional (projection).")
+@click.option("--data", "data_spec", default=None, help="shapes | digits | PATH (default: the run's data).")
+@click.option("--n", "n", type=int, default=1000, show_default=True, help="Held-out images to complete.")
+@click.option("--n-test", type=int, default=1000, show_default=True, help="Size of the held-out split.")
+@click.option("--extractor", type=click.Choice(["proxy", "inception", "none"]), default="proxy", show_default=True)
+@click.option("--mask-kind", type=click.Choice(["free-form", "box", "mixed"]), default=None)
+@click.option("--coverage", default=None, help="Hole fraction range MIN,MAX (default 0.1,0.5).")
+@click.option("--steps", type=int, default=200, show_default=True, help="Projection steps (unconditional --ckpt).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the scores as JSON here.")
+@click.option("--grid", type=click.Path(dir_okay=False), default=None, help="8-row input|mask|completion|truth PNG.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", default="auto", show_default=True)
+def inpaint_eval(ckpt: str, data_spec: str | None, n: int, n_test: int, extractor: str, mask_kind: str | None,
+                 coverage: str | None, steps: int, out: str | None, grid: str | None, seed: int, device: str,
+                 threads: str) -> None:
+    """Score completions of held-out images under fixed masks: hole L1, PSNR, FID/KID vs the truths."""
+    from sarigan.inpaint import InpaintConfig, Inpainter, evaluate, write_json
+    from sarigan.metrics.features import make_extractor
+    from sarigan.project import ProjectConfig
+
+    dev = select_device(device)
+    set_threads(threads, dev)
+    inp = Inpainter.load(ckpt, dev, project_cfg=ProjectConfig(steps=steps))
+    data_spec = data_spec or inp.data
+    if not data_spec:
+        raise UserError(f"{ckpt} does not record its data; pass --data")
+    icfg = InpaintConfig(_mask_config(mask_kind, coverage), n_test=n_test)
+    ext = None
+    if extractor != "none":
+        ref = load_data(data_spec, inp.G.cfg.resolution)
+        ext = make_extractor(extractor, ref.images, ref.labels, ref.name, dev)
+    record = evaluate(inp, data_spec, icfg, n, ext, seed=seed, grid=grid, log=click.echo)
+    line = (f"{record['method']}: hole L1 {record['l1_hole']:.4f}  PSNR {record['psnr']:.2f} dB  "
+            f"hole PSNR {record['psnr_hole']:.2f} dB")
+    if "fid" in record:
+        line += f"  FID({extractor}) {record['fid']:.3f}  KID {record['kid']:.5f} ± {record['kid_std']:.5f}"
+    click.echo(f"{line}  (n={n}, coverage {record['coverage']:.3f}, {record['seconds']:.0f} s)")
+    if out:
+        write_json(record, out)
 
 if __name__ == "__main__":
     main()

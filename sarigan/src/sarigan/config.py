@@ -7,8 +7,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from neurips20_common import UserError
+from neurips20_common.cli import check_fraction, check_nonnegative, check_positive
 
 GROUPINGS = ("learned", "uniform", "none")
+AUGMENTS = ("none", "ada")
+POSITIVE_FIELDS = ("resolution", "z_dim", "w_dim", "n_mlp", "lr_mlp", "channel_base", "channel_max",
+                   "channel_multiplier", "groups", "sim_sharpness", "beta_scale", "group_loss_div", "batch", "lr",
+                   "d_reg_every", "g_reg_every", "pl_batch_shrink", "kimg", "sample_every", "ckpt_every",
+                   "fd_samples", "log_every", "ada_interval", "ada_kimg")
+NONNEGATIVE_FIELDS = ("lambda_sim", "lambda_bal", "mi_weight", "r1_gamma", "pl_weight", "pl_decay", "ema_kimg",
+                      "ema_rampup", "max_minutes", "fd_every")
 
 
 @dataclass
@@ -50,6 +58,10 @@ class SariGANConfig:
     ema_rampup: float = 0.0  # 0 = official (none); >0 caps the half-life at rampup·images seen (SG2-ADA)
     w_avg_beta: float = 0.995  # EMA of the final 2·w_dim w, for truncation (§2.2 item 10, fixed)
     flip: bool = True  # random horizontal flip (dataset.py)
+    augment: str = "none"  # official: none; "ada" = ADA-style adaptive augmentation for small sets (augment.py)
+    ada_target: float = 0.6  # SG2-ADA: target of r_t = E[sign(D(real))]
+    ada_interval: int = 4  # SG2-ADA: p is adjusted every 4 iterations
+    ada_kimg: float = 500.0  # SG2-ADA: p can move from 0 to 1 in 500k images (lower it for short CPU runs)
     kimg: float = 121600.0  # --iter 3.8M × 32 (an upper bound, §1.7)
     max_minutes: float = 0.0  # wall-clock budget; training stops (and checkpoints) at whichever comes first; 0 = none
     fused_modconv: bool = False  # True: per-sample weights + batch-grouped conv (official); False: same math as
@@ -63,6 +75,16 @@ class SariGANConfig:
     log_every: int = 100
 
     def __post_init__(self) -> None:
+        # counts, sizes and rates (issue 15: zero or negative ones crashed or "succeeded" with an untrained model)
+        for name in POSITIVE_FIELDS:
+            check_positive(name, getattr(self, name))
+        for name in NONNEGATIVE_FIELDS:
+            check_nonnegative(name, getattr(self, name))
+        if self.augment not in AUGMENTS:
+            raise UserError(f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        check_fraction("ada_target", self.ada_target, low_open=False, high_open=False)
+        if self.fd_every > 0 and self.fd_samples < 2:
+            raise UserError(f"fd_samples must be ≥ 2 when fd_every > 0, got {self.fd_samples}")
         res = self.resolution
         if res < 8 or res & (res - 1):
             raise UserError(f"resolution must be a power of two ≥ 8, got {res}")

@@ -27,6 +27,8 @@ import torch
 import torch.distributed as dist
 from neurips20_common import (
     CheckpointManager,
+    FiniteGuard,
+    NonFiniteError,
     RunDir,
     RunningMean,
     capture_rng_state,
@@ -35,6 +37,7 @@ from neurips20_common import (
     seed_everything,
 )
 
+from sarigan.augment import AdaptiveAugment
 from sarigan.config import SariGANConfig
 from sarigan.data import BatchSampler, ImageData, save_grid
 from sarigan.losses import d_logistic, g_nonsaturating, group_loss, mi_loss, path_length_penalty, r1_penalty
@@ -116,6 +119,10 @@ class Trainer:
         self.sampler = BatchSampler(data, cfg.batch // self.world, cfg.flip, self.data_gen)
         self.step, self.nimg = 0, 0
         self.pl_mean = torch.zeros((), device=self.device)
+        # ADA-style augmentation of everything D sees (augment.py); identity when cfg.augment == "none"
+        self.ada = (AdaptiveAugment(cfg.ada_target, cfg.ada_interval, cfg.ada_kimg, cfg.batch)
+                    if cfg.augment == "ada" else None)
+        self.aug: Callable[[torch.Tensor], torch.Tensor] = self.ada if self.ada is not None else (lambda x: x)
         self.use_amp = cfg.amp and self.device.type == "cuda"
 
     # ----------------------------------------------------------------------------------------------------------
@@ -181,8 +188,11 @@ class Trainer:
             fakes = self.generate(batch, real)
         target = fakes.target
         with self._autocast():
-            real_logit, _ = D(real)
-            fake_logit, q = D(fakes.image)
+            real_logit, _ = D(self.aug(real))
+            fake_logit, q = D(self.aug(fakes.image))
+        if self.ada is not None:
+            self.ada.observe(real_logit, self.step)
+            stats["ada_p"] = self.ada.p
         loss_d = d_logistic(real_logit.float(), fake_logit.float())
         stats["loss_d"] = loss_d.item()
         if target is not None and cfg.mi_weight > 0:
@@ -197,7 +207,7 @@ class Trainer:
         # 2. lazy R1
         if cfg.r1_gamma > 0 and self.step % cfg.d_reg_every == 0:
             real.requires_grad_(True)
-            real_logit, _ = D(real)
+            real_logit, _ = D(self.aug(real))  # R1 w.r.t. the reals, through the augmentation (as SG2-ADA)
             r1 = r1_penalty(real_logit, real)
             self.opt_d.zero_grad(set_to_none=True)
             (cfg.r1_gamma / 2 * r1 * cfg.d_reg_every + 0 * real_logit[0]).backward()
@@ -209,7 +219,7 @@ class Trainer:
         D.requires_grad_(False)
         with self._autocast():
             fakes = self.generate(batch, real)
-            fake_logit, q = D(fakes.image)
+            fake_logit, q = D(self.aug(fakes.image))
         target, w1, l_sim, l_bal = fakes.target, fakes.w1, fakes.l_sim, fakes.l_bal
         loss_g = g_nonsaturating(fake_logit.float())
         stats["loss_g"] = loss_g.item()
@@ -277,7 +287,8 @@ class Trainer:
         return {"config": dataclasses.asdict(self.cfg), "G": self.G.state_dict(), "D": self.D.state_dict(),
                 "G_ema": self.G_ema.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "step": self.step, "nimg": self.nimg,
-                "pl_mean": self.pl_mean.detach().cpu(), "rng": all_rng, "world": self.world, "seed": self.seed}
+                "pl_mean": self.pl_mean.detach().cpu(), "rng": all_rng, "world": self.world, "seed": self.seed,
+                **({"ada": self.ada.state_dict()} if self.ada is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.G.load_state_dict(state["G"])
@@ -287,6 +298,8 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         self.step, self.nimg = int(state["step"]), int(state["nimg"])
         self.pl_mean = state["pl_mean"].to(self.device)
+        if self.ada is not None and "ada" in state:
+            self.ada.load_state_dict(state["ada"])
         if len(state["rng"]) == self.world:
             restore_rng_state(state["rng"][self.rank], {"data": self.data_gen})
         else:  # another process count: continue with fresh per-rank streams
@@ -309,14 +322,30 @@ class Trainer:
         images = torch.cat([self.G_ema(z[i: i + 64], psi=psi, noise_mode="const") for i in range(0, len(z), 64)])
         return save_grid(images, path, upscale=max(1, 128 // self.cfg.resolution))
 
+    def _losses_finite(self, stats: dict[str, float]) -> bool:
+        """All of this step's losses finite on every rank (one tiny all-reduce, so that all ranks stop together)."""
+        ok = all(math.isfinite(v) for v in stats.values())
+        if self.world > 1:
+            flag = torch.tensor(float(ok), device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            ok = bool(flag.item())
+        return ok
+
     def fit(self, total_kimg: float, run: RunDir | None = None, extra: dict[str, Any] | None = None,
-            log: Callable[[str], None] = print) -> None:
-        """Train until ``total_kimg`` thousand images, writing samples, metrics and checkpoints into ``run``."""
+            log: Callable[[str], None] = print, tensorboard: bool = False) -> None:
+        """Train until ``total_kimg`` thousand images, writing samples, metrics and checkpoints into ``run``.
+
+        NaN/Inf guard (issue 15): the losses are checked every iteration and G, D, G_ema before every metrics row,
+        Fréchet distance, sample grid and checkpoint; training stops with :class:`NonFiniteError` naming the
+        iteration and the last finite checkpoint (which is never rotated out).
+        """
         cfg = self.cfg
         main = self.rank == 0 and run is not None
         total_steps = math.ceil(total_kimg * 1000 / cfg.batch)
         ckpts = CheckpointManager(run.checkpoints, keep_last=3) if run is not None else None
-        metrics = run.metrics(resume_step=self.step) if main else None
+        guard = FiniteGuard(checkpoints=ckpts, what="iteration")
+        metrics = run.metrics(resume_step=self.step, tensorboard=tensorboard) if main else None
+        best_fd: tuple[float, int] | None = None
         tracker = FrechetTracker(self.data, cfg.fd_samples, self.device) if cfg.fd_every > 0 and main else None
         seeds = list(range(64))
         if main and self.step == 0:
@@ -326,14 +355,23 @@ class Trainer:
         bar = progress(total=total_steps, initial=self.step, desc="sarigan", disable=None if main else True)
         train_time, s0 = 0.0, self.step
         deadline = time.time() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
+        row: dict[str, Any] = {}
         while self.step < total_steps:
             t = time.perf_counter()
             stats = self.train_step()
             train_time += time.perf_counter() - t
             means.update(**stats)
+            if not self._losses_finite(stats):
+                if main:
+                    metrics.log({"step": self.step, "kimg": self.nimg / 1000, **means.means()})
+                guard.check(self.step, **stats)
+                raise NonFiniteError(f"a loss became NaN/Inf on another process at iteration {self.step}")
             bar.update(1)
             bar.set_postfix(d=f"{stats['loss_d']:.3f}", g=f"{stats['loss_g']:.3f}", refresh=False)
             last = self.step == total_steps or self._out_of_time(deadline)
+            if (self.step % cfg.log_every == 0 or last or self.step % cfg.ckpt_every == 0
+                    or self.step % cfg.sample_every == 0 or (cfg.fd_every > 0 and self.step % cfg.fd_every == 0)):
+                guard.check_module(self.step, self.G, self.D, self.G_ema, force=True)
             row: dict[str, Any] = {}
             if self.step % cfg.log_every == 0 or last:
                 sec = train_time / max(1, self.step - s0)
@@ -346,6 +384,7 @@ class Trainer:
                     log(f"it {self.step}/{total_steps} kimg {self.nimg / 1000:.1f} eta {eta / 60:.1f} min {shown}")
             if tracker is not None and (self.step % cfg.fd_every == 0 or last):
                 fd = tracker(self.G_ema)
+                best_fd = (fd, self.step) if best_fd is None or fd < best_fd[0] else best_fd
                 row.update(step=self.step, kimg=self.nimg / 1000, fd=fd)
                 log(f"it {self.step} kimg {self.nimg / 1000:.1f} frechet_distance(random-conv features) {fd:.3f}")
             if main and row:
@@ -362,5 +401,10 @@ class Trainer:
                 break
         bar.close()
         if main:
+            metrics.close()
             self.sample_grid(run.file("samples/final.png"), seeds)
             self.sample_grid(run.file("samples/final_trunc0.7.png"), seeds, psi=0.7)
+            summary: dict[str, Any] = {"step": self.step, "kimg": self.nimg / 1000, "final": row}
+            if best_fd is not None:  # the Fréchet trend of this session (a resumed run restarts it)
+                summary["best_fd"] = {"fd": best_fd[0], "step": best_fd[1]}
+            run.write_json("summary.json", summary)
