@@ -1,4 +1,6 @@
 import csv
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -41,17 +43,39 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_train_writes_run_dir_and_never_overwrites(trained: Path) -> None:
     assert (trained / "config.json").is_file() and (trained / "metrics.csv").is_file()
-    assert (trained / "checkpoints" / "best.pt").is_file()
+    assert (trained / "checkpoints" / "best.pt").is_file() and (trained / "dataset.npz").is_file()
+    config = json.loads((trained / "config.json").read_text())
+    assert config["train"]["device"] == "cpu" and config["train"]["seed"] == 0  # resolved device, seed default 0
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["best_epoch"] in (1, 2) and "NDCG@50" in summary["final"]
+    for f in [*trained.iterdir(), *(trained / "checkpoints").iterdir()]:
+        if f.is_file():
+            assert f.stat().st_mode & 0o777 == 0o644, f
+    before = (trained / "checkpoints" / "best.pt").read_bytes()
     again = run("train", "--data", "synthetic", "--epochs", "1", "--run-dir", str(trained), *FAST)
-    assert again.exit_code == 0 and "--resume" in again.output
-    assert (trained.parent / f"{trained.name}-2" / "checkpoints").is_dir()  # the first run is left alone
-    more = run("train", "--resume", str(trained), "--epochs", "3")
+    assert again.exit_code == 2 and "--resume" in again.output and "--force" in again.output
+    assert (trained / "checkpoints" / "best.pt").read_bytes() == before  # the first run is left alone
+    more = run("train", "--resume", "--run-dir", str(trained), "--epochs", "3")
     assert more.exit_code == 0, more.output
     assert "epoch 3/3" in more.output
 
 
+def test_force_moves_the_old_run_aside(tmp_path: Path) -> None:
+    run_dir = tmp_path / "r"
+    assert run("train", "--data", "synthetic", "--epochs", "1", "--run-dir", str(run_dir), *FAST).exit_code == 0
+    old = (run_dir / "checkpoints" / "best.pt").read_bytes()
+    result = run("train", "--data", "synthetic", "--epochs", "1", "--seed", "1", "--run-dir", str(run_dir),
+                 "--force", *FAST)
+    assert result.exit_code == 0, result.output
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("r.old-")]
+    assert len(aside) == 1 and (aside[0] / "checkpoints" / "best.pt").read_bytes() == old
+
+
 def test_evaluate_and_recommend(trained: Path, tmp_path: Path) -> None:
-    ckpt = str(trained / "checkpoints" / "best.pt")
+    moved = tmp_path / "moved"  # the run dir is self-contained: no dataset lookup after it moved
+    shutil.copytree(trained, moved)
+    ckpt = str(moved / "checkpoints" / "best.pt")
+    assert run("recommend", "--ckpt", str(moved), "--user", "3", "--k", "2").exit_code == 0  # a run dir works
     result = run("evaluate", "--ckpt", ckpt, "--cutoffs", "5,10")
     assert result.exit_code == 0, result.output
     assert "@10" in result.output and "@50" not in result.output
@@ -71,30 +95,37 @@ def test_error_paths(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         (["train", "--data", "nowhere-dataset"], "neither a known dataset"),
         (["train"], "--data is required"),
         (["train", "--data", "gowalla", "--data-root", str(tmp_path / "empty")], "Put train.txt and test.txt"),
-        (["train", "--data", "synthetic", "--set", "model.nope=1"], "unknown SDGARConfig keys"),
-        (["train", "--data", "synthetic", "--set", "oops"], "SECTION.KEY=VALUE"),
+        (["train", "--data", "synthetic", "--set", "model.nope=1"], "model.nope: unknown key"),
+        (["train", "--data", "synthetic", "--set", "oops"], "KEY=VALUE"),
+        (["train", "--data", "synthetic", "--set", "model.dis_emb_dim=abc"], "expected an integer"),
+        (["train", "--data", "synthetic", "--set", "train.epochs=0"], "train.epochs must be a positive"),
+        (["train", "--data", "synthetic", "--epochs", "0"], "--epochs"),
+        (["train", "--data", "synthetic", "--valid-frac", "1.5"], "--valid-frac"),
         (["train", "--data", "synthetic", "--model", "nope"], "unknown model"),
         (["train", "--data", "synthetic", "--preset", "nope"], "unknown preset"),
         (["train", "--data", "synthetic", "--device", "cuda:7"], "cuda:7"),
         (["train", "--data", "synthetic", "--device", "cpu", "--precision", "bf16"], "needs a CUDA device"),
         (["train", "--data", "synthetic", "--device", "cpu", "--precision", "fp16"], "needs a CUDA device"),
-        (["train", "--data", "synthetic", "--resume", str(tmp_path / "none")], "does not exist"),
+        (["train", "--resume", "--run-dir", str(tmp_path / "none")], "does not exist"),
+        (["train", "--resume"], "--resume needs --run-dir"),
         (["evaluate", "--ckpt", str(tmp_path / "missing.pt")], "does not exist"),
         (["recommend", "--ckpt", str(trained / "checkpoints" / "best.pt")], "exactly one of --user"),
         (["recommend", "--ckpt", str(trained / "checkpoints" / "best.pt"), "--all"], "--out"),
-        (["recommend", "--ckpt", str(trained / "checkpoints" / "best.pt"), "--user", "no-such-user"], "not in dataset"),
+        (["recommend", "--ckpt", str(trained / "checkpoints" / "best.pt"), "--user", "no-such-user"], "not in the"),
+        (["recommend", "--ckpt", str(trained), "--user", "3", "--k", "0"], "--k"),
         (["data", "download", "nope"], "unknown dataset"),
         (["data", "download", "echonest"], "no public direct download"),
     ]
     bad = tmp_path / "bad.pt"
-    bad.write_bytes(b"not a checkpoint")
+    whole = (trained / "checkpoints" / "best.pt").read_bytes()
+    bad.write_bytes(whole[: len(whole) // 2])
     cases.append((["evaluate", "--ckpt", str(bad)], "corrupt"))
     bad_data = tmp_path / "bad.txt"
     bad_data.write_text("0\t1\t4.0\n0\toops\t4.0\n")
     cases.append((["data", "info", str(bad_data), "--format", "sdgar"], "line 2"))
     for args, expected in cases:
         result = run(*args)
-        assert result.exit_code != 0, args
+        assert result.exit_code == 2, (args, result.output)
         assert expected in result.output, (args, result.output)
         assert "Traceback" not in result.output
         assert not (tmp_path / "runs").exists(), args  # nothing half-done is written

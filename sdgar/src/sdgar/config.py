@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from neurips20_common import UserError
+from neurips20_common.cli import apply_set
+from neurips20_common.cli import parse_set as common_parse_set
 
 from sdgar.data.registry import DataConfig
 from sdgar.evaluate import DEFAULT_CUTOFFS
@@ -31,6 +33,7 @@ class TrainConfig:
     eval_chunk: int = 2048  # users per evaluation chunk
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of the training loss, CUDA only (issue 7)
     patience: int = 0  # early stopping: stop after this many evaluations without a new best (0 = off)
+    tensorboard: bool = False  # also log metrics.csv's scalars to <run dir>/tb (--tensorboard)
 
 
 @dataclass
@@ -111,28 +114,18 @@ def make_config(model: str = "sdgar", preset: str | None = None, data: dict[str,
 
 
 def parse_set(items: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
-    """``--set model.dis_lambda=0.05 --set train.epochs=10`` -> {"model": {...}, "train": {...}}."""
+    """``--set model.dis_lambda=0.05 --set train.epochs=10`` -> {"model": {...}, "train": {...}} (values parsed by
+    the shared :func:`neurips20_common.cli.parse_value`; typed checks happen in :func:`apply_overrides`)."""
     out: dict[str, dict[str, Any]] = {"data": {}, "train": {}, "model": {}}
-    for item in items:
-        key, sep, raw = item.partition("=")
+    for key, value in common_parse_set(items).items():
         section, dot, name = key.partition(".")
-        if not sep or not dot or section not in out:
-            raise UserError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION in data, train, model")
-        out[section][name] = _parse_value(raw)
+        if not dot or section not in out:
+            raise UserError(f"--set {key}: expected SECTION.KEY=VALUE with SECTION in data, train, model")
+        out[section][name] = value
     return out
 
 
-def _parse_value(raw: str) -> Any:
-    low = raw.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for conv in (int, float):
-        try:
-            return conv(raw)
-        except ValueError:
-            pass
-    if "," in raw:
-        return tuple(_parse_value(x) for x in raw.split(","))
-    return raw
+def apply_overrides(config: RunConfig, items: tuple[str, ...] | list[str]) -> RunConfig:
+    """``config`` with ``--set SECTION.KEY=VALUE`` pairs applied, each checked against the field's type."""
+    parse_set(items)  # the section names
+    return apply_set(config, common_parse_set(items))
