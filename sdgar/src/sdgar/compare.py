@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +24,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from neurips20_common import RunDir, UserError
+from neurips20_common import UserError
 
 from sdgar.config import make_config
 from sdgar.data import load_dataset
-from sdgar.train import train
+from sdgar.run import run_training
 
 # Table 2 columns (spec §3.3: P and NDCG at 3, 5, 10, 50) plus Recall@20 / NDCG@20 for the LightGCN comparisons
 TABLE_METRICS: tuple[str, ...] = ("P@3", "P@5", "P@10", "P@50", "Recall@20", "NDCG@3", "NDCG@5", "NDCG@10",
@@ -94,10 +93,8 @@ def run_compare(data: dict[str, Any], models: Sequence[str], seeds: Sequence[int
             row = json.loads(done.read_text())["row"]
         else:
             echo(f"\n=== {model}, seed {seed} ===")
-            if folder.exists():  # an unfinished or different earlier run: start it over
-                shutil.rmtree(folder)
-            run = RunDir.create(out, folder.name)
-            result = train(config, dataset, run, echo=echo)
+            # an unfinished or different earlier run is moved aside to <folder>.old-<time>, never deleted
+            result = run_training(config, dataset, folder, force=True, echo=echo)
             test_metrics = {k: v for k, v in result.best.items() if not k.startswith("valid_")}
             row = {"model": model, "seed": seed, "best_epoch": result.best_epoch,
                    "train_seconds": float(curve(folder)["train_seconds"].iloc[-1]), "wall_seconds": result.seconds,
