@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from neurips20_common import CheckpointManager, load_checkpoint
 
@@ -92,3 +93,91 @@ def test_kill9_then_resume_through_cli_is_bit_exact(tmp_path: Path) -> None:
     ra, rb = _metric_rows(ref), _metric_rows(cut)
     assert [r["step"] for r in ra] == [r["step"] for r in rb]
     assert ra == rb
+
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from sarigan.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def test_nan_from_the_cli_exits_3_with_one_line(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    res = _run([*TRAIN, "--run-dir", str(run), "--set", "lr=1e6"])
+    assert res.returncode == 3, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and "LinAlgError" not in res.stderr
+    assert "NaN/Inf at iteration 1" in res.stderr and "no finite checkpoint" in res.stderr
+    assert not list((run / "checkpoints").glob("*.pt")) if (run / "checkpoints").exists() else True
+
+
+def test_nan_mid_run_keeps_the_finite_checkpoints(tmp_path: Path) -> None:
+    from neurips20_common import NonFiniteError, RunDir
+
+    from sarigan.config import get_preset
+    from sarigan.data import load_shapes
+    from sarigan.train import Trainer
+
+    class Poisoned(Trainer):  # a parameter turns NaN after iteration 12 (past the checkpoints of 5 and 10)
+        def train_step(self) -> dict[str, float]:
+            stats = super().train_step()
+            if self.step == 12:
+                with torch.no_grad():
+                    self.G.convs[0].conv.weight.fill_(float("nan"))
+            return stats
+
+    run = RunDir(tmp_path / "run")
+    tr = Poisoned(get_preset("tiny"), load_shapes(8, n=256), seed=0)
+    with pytest.raises(NonFiniteError) as err:
+        tr.fit(0.8, run, log=lambda m: None)
+    msg = str(err.value)
+    assert "iteration 13" in msg and "ckpt-000000010.pt" in msg
+    mgr = CheckpointManager(run.checkpoints)
+    assert mgr.steps() == [5, 10]
+    for step in mgr.steps():  # loadable (checksum verified) and finite
+        state = load_checkpoint(mgr.path_for(step))
+        assert all(torch.isfinite(v).all() for v in state["G"].values() if v.is_floating_point())
+    rows = list(csv.DictReader((run.path / "metrics.csv").open()))
+    assert rows[-1]["step"] == "13" and rows[-1]["loss_g"] == "nan"  # the diverged row is logged, not hidden
+
+
+@pytest.mark.parametrize("args, word", [
+    (["--kimg", "0"], "kimg"), (["--kimg", "-1"], "kimg"), (["--batch", "0"], "batch"),
+    (["--groups", "0"], "groups"), (["--threads", "0"], "threads"), (["--set", "ckpt_every=0"], "ckpt_every"),
+    (["--set", "log_every=-5"], "log_every"), (["--set", "d_reg_every=0"], "d_reg_every"),
+    (["--set", "lr=nan"], "lr"), (["--set", "mixing=2"], "mixing"), (["--set", "kimg=abc"], "kimg"),
+])
+def test_bad_counts_are_user_errors(tmp_path: Path, args: list[str], word: str) -> None:
+    run = tmp_path / "r"
+    res = _cli("train", "--preset", "tiny", "--run-dir", str(run), "--device", "cpu", "--threads", "1", *args)
+    assert res.exit_code == 2, res.output
+    assert word in res.output and len(res.output.strip().splitlines()) == 1
+    assert not run.exists()
+
+
+def test_run_dir_policy_files_and_device(tmp_path: Path) -> None:
+    import json
+
+    run = tmp_path / "r"
+    base = ["train", "--preset", "tiny", "--kimg", "0.04", "--run-dir", str(run), "--device", "auto", "--threads", "1"]
+    old = os.umask(0o022)
+    try:
+        assert _cli(*base).exit_code == 0
+    finally:
+        os.umask(old)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["device"] == "cpu"  # the resolved device, not "auto"
+    ckpt = CheckpointManager(run / "checkpoints").latest()
+    assert ckpt is not None and (ckpt.stat().st_mode & 0o777) == 0o644
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["step"] == 5 and "fd" in summary["final"]
+    refused = _cli(*base)
+    assert refused.exit_code == 2 and "--resume" in refused.output and "--force" in refused.output
+    assert ckpt.is_file()  # untouched
+    forced = _cli(*base, "--force")
+    assert forced.exit_code == 0, forced.output
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("r.old-")]
+    assert len(aside) == 1 and (aside[0] / "checkpoints" / ckpt.name).is_file()  # moved aside, never deleted
+    missing = _cli("train", "--run-dir", str(tmp_path / "none"), "--resume")
+    assert missing.exit_code == 2 and "does not exist" in missing.output
