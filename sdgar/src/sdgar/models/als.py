@@ -8,7 +8,9 @@ elsewhere (``confidence="alpha"``, what the ``implicit`` library does). Each hal
 
 where YᵀY is shared and only the user's own items enter the correction (the HKV trick). Rows are sorted by degree
 and solved in padded batches on any device: exactly by batched Cholesky, or approximately by a few warm-started
-conjugate-gradient steps (Takács et al. 2011; ``implicit``'s default, 3 steps), which is O(d² + n_u·d) per user.
+conjugate-gradient steps (Takács et al. 2011; ``implicit``'s default, 3 steps), which is O(d² + n_u·d) per user;
+on the CPU the CG runs as a numba kernel parallel over rows (:func:`sdgar.kernels.als_cg`), elsewhere as batched
+sparse products.
 One :meth:`WMF.train_epoch` is one ALS iteration (users, then items). Scores are x_u·y_i (no bias).
 """
 
@@ -67,7 +69,8 @@ class _Side:
         device = like.device
         self.indptr_np = matrix.indptr.astype(np.int64)
         self.indptr = torch.from_numpy(self.indptr_np).to(device)
-        self.indices = torch.from_numpy(matrix.indices.astype(np.int64)).to(device)
+        self.indices_np = matrix.indices.astype(np.int64)
+        self.indices = torch.from_numpy(self.indices_np).to(device)
         self.conf = torch.from_numpy(confidence).to(device=device, dtype=like.dtype)
         degree = np.diff(self.indptr_np)
         self.degree = torch.from_numpy(degree).to(device)
@@ -145,6 +148,11 @@ def solve_side(x: torch.Tensor, y: torch.Tensor, side: _Side, cfg: ALSConfig) ->
     gram = y.T @ y + cfg.reg * torch.eye(y.shape[1], device=y.device, dtype=y.dtype)  # YᵀY + λI, shared
     if cfg.solver == "cholesky":
         _solve_cholesky(x, y, gram, side)
+    elif x.device.type == "cpu" and x.is_contiguous() and y.is_contiguous():
+        from sdgar import kernels  # one parallel pass per row, as implicit's CPU solver (issue 21)
+
+        kernels.als_cg(x.numpy(), y.numpy(), gram.numpy(), side.indptr_np, side.indices_np, side.conf.numpy(),
+                       cfg.cg_steps)
     else:
         _solve_cg(x, y, gram, side, cfg.cg_steps)
 

@@ -1,0 +1,236 @@
+"""The training engine and the fast (numba) path of issue 21: kernel gradients against autograd, learning, exact
+resume with one thread, the fast generator update against the torch one, the top-k kernel, the NaN guard."""
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from neurips20_common import RunDir, UserError, load_checkpoint
+from neurips20_common.errors import NonFiniteError
+
+from sdgar import kernels
+from sdgar.config import make_config
+from sdgar.data import load_dataset
+from sdgar.evaluate import evaluate
+from sdgar.models.base import TrainData
+from sdgar.models.bpr import bpr_batch_loss
+from sdgar.models.generator import DecomposableGenerator
+from sdgar.models.mf import MF
+from sdgar.models.registry import build_model, get_model
+from sdgar.models.sa import sa_weights
+from sdgar.models.sdgar import pointwise_loss, snis_weights
+from sdgar.sampling import AliasTables
+from sdgar.train import train
+
+LR = 1e-6  # float64 parameters in the kernel calls below: the step is −lr·∇ up to O(lr)
+
+
+def _mf(n_items: int, d: int = 4, seed: int = 0) -> MF:
+    torch.manual_seed(seed)
+    mf = MF(1, n_items, d)
+    with torch.no_grad():
+        mf.user.normal_(0, 1.0)
+        mf.item.normal_(0, 1.0)
+        mf.bias.normal_(0, 0.5)
+    return mf
+
+
+def _grads(mf: MF, loss: torch.Tensor) -> np.ndarray:
+    mf.zero_grad()
+    loss.backward()
+    return np.concatenate([p.grad.numpy().ravel() for p in (mf.user, mf.item, mf.bias)])
+
+
+def _run_snis(mf: MF, n_items: int, s: int, mode: int, weighting: int, through: bool, seed: int,
+              x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    """−Δθ/lr of one SGD step of the kernel on the positive (user 0, item 0); user 0 has no other positive."""
+    p, q, b = (t.detach().double().numpy().copy() for t in (mf.user, mf.item, mf.bias))
+    before = np.concatenate([p.ravel(), q.ravel(), b.ravel()])
+    ut, it = AliasTables.build(torch.from_numpy(x)), AliasTables.build(torch.from_numpy(y).T)
+    kernels.snis_epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([0, 1]),
+                       np.zeros(1, np.int64), p, q, b, np.ones_like(p), np.ones_like(q), np.ones_like(b),
+                       x.astype(np.float32), y.astype(np.float32), ut.prob.numpy(), ut.alias.numpy(),
+                       it.prob.numpy(), it.alias.numpy(), s, mode, weighting, 0.5, 1.0, through, 1.0, lam, LR, False,
+                       seed, 0, np.zeros((1, 3)))
+    return (before - np.concatenate([p.ravel(), q.ravel(), b.ravel()])) / LR
+
+
+@pytest.mark.parametrize("through", [True, False])
+def test_snis_kernel_step_is_the_gradient_of_the_sdgar_loss(through: bool) -> None:
+    """Items 1 and 2 are the only non-positives; each seed's step must equal −lr·∇ of the torch loss for one of the
+    possible negative sets, and some seed must draw two different items (non-uniform SNIS weights)."""
+    n_items, s, lam = 3, 2, 0.05
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 3)) + 0.1
+    x /= x.sum(1, keepdims=True)
+    y = rng.random((n_items, 3)) + 0.1
+    y /= y.sum(0, keepdims=True)
+    mf = _mf(n_items)
+    xt, yt = torch.from_numpy(x).float(), torch.from_numpy(y).float()
+    refs = {}
+    for negs in itertools.product([1, 2], repeat=s):
+        j = torch.tensor([negs])
+        log_q = torch.log((xt[0] * yt[j]).sum(-1))
+
+        def weights(f_neg, g, log_q=log_q):
+            return snis_weights(g, log_q, 0.5, stop_grad=not through)
+
+        loss, _ = pointwise_loss(mf, torch.tensor([0]), torch.tensor([0]), j, weights, lam, 1)
+        refs[negs] = _grads(mf, loss)
+    mixed = False
+    for seed in range(8):
+        step = _run_snis(mf, n_items, s, 1, 0, through, seed, x, y, lam)
+        errs = {k: np.abs(step - g).max() / np.abs(g).max() for k, g in refs.items()}
+        best = min(errs, key=errs.get)
+        assert errs[best] < 2e-3, errs
+        mixed |= len(set(best)) > 1
+    assert mixed
+    if through:  # the gradient through w matters when the two negatives differ
+        assert np.abs(refs[(1, 2)] - _grads_stop(mf, x, y, lam)).max() > 1e-4
+
+
+def _grads_stop(mf: MF, x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    xt, yt = torch.from_numpy(x).float(), torch.from_numpy(y).float()
+    j = torch.tensor([[1, 2]])
+    log_q = torch.log((xt[0] * yt[j]).sum(-1))
+    loss, _ = pointwise_loss(mf, torch.tensor([0]), torch.tensor([0]), j,
+                             lambda f, g: snis_weights(g, log_q, 0.5, stop_grad=True), lam, 1)
+    return _grads(mf, loss)
+
+
+def test_sa_kernel_step_is_the_gradient_of_the_sa_loss() -> None:
+    n_items, s, lam = 2, 3, 0.01  # the only non-positive is item 1
+    mf = _mf(n_items, seed=1)
+    j = torch.ones(1, s, dtype=torch.long)
+    loss, _ = pointwise_loss(mf, torch.tensor([0]), torch.tensor([0]), j, lambda f, g: sa_weights(f, 1.0), lam, 1)
+    ref = _grads(mf, loss)
+    dummy_f, dummy_i = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int32)
+    p, q, b = (t.detach().double().numpy().copy() for t in (mf.user, mf.item, mf.bias))
+    before = np.concatenate([p.ravel(), q.ravel(), b.ravel()])
+    kernels.snis_epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([0, 1]),
+                       np.zeros(1, np.int64), p, q, b, np.ones_like(p), np.ones_like(q), np.ones_like(b), dummy_f,
+                       dummy_f, dummy_f, dummy_i, dummy_f, dummy_i, s, 0, 1, 0.5, 1.0, False, 1.0, lam, LR, False, 0, 0,
+                       np.zeros((1, 3)))
+    step = (before - np.concatenate([p.ravel(), q.ravel(), b.ravel()])) / LR
+    np.testing.assert_allclose(step, ref, rtol=2e-3, atol=2e-4)
+
+
+def test_bpr_kernel_step_is_the_gradient_of_the_bpr_loss() -> None:
+    mf = _mf(2, seed=2)
+    ref = _grads(mf, bpr_batch_loss(mf, 0.05, 1, torch.tensor([0]), torch.tensor([0]), torch.tensor([1])))
+    p, q, b = (t.detach().double().numpy().copy() for t in (mf.user, mf.item, mf.bias))
+    before = np.concatenate([p.ravel(), q.ravel(), b.ravel()])
+    out = np.zeros((1, 2))
+    kernels.bpr_epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([0, 1]),
+                      np.zeros(1, np.int64), p, q, b, np.ones_like(p), np.ones_like(q), np.ones_like(b), 1, 0.05, LR,
+                      False, 0, 0, out)
+    step = (before - np.concatenate([p.ravel(), q.ravel(), b.ravel()])) / LR
+    np.testing.assert_allclose(step, ref, rtol=1e-3, atol=1e-5)
+    assert out[0, 0] == pytest.approx(float(bpr_batch_loss(mf, 0.05, 1, torch.tensor([0]), torch.tensor([0]),
+                                                           torch.tensor([1])).detach()), rel=1e-5)
+
+
+def _blocks(seed: int = 1) -> tuple[TrainData, sp.csr_matrix]:
+    rng = np.random.default_rng(seed)
+    n_users, n_items = 90, 60
+    block = (np.arange(n_users)[:, None] % 3) == (np.arange(n_items)[None, :] % 3)
+    observed = block & (rng.random((n_users, n_items)) < 0.6)
+    held = observed & (rng.random((n_users, n_items)) < 0.3)
+    return TrainData(sp.csr_matrix((observed & ~held).astype(np.float32))), sp.csr_matrix(held.astype(np.float32))
+
+
+FAST = {"sdgar": {"dis_emb_dim": 8, "gen_emb_dim": 4, "gen_sample_num_item": 16, "gen_sample_num_user": 16,
+                  "gen_every": 2},
+        "bpr": {"dim": 8}, "dns": {"dim": 8}, "sa": {"dim": 8}}
+FAST_LR = 0.3
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_fast_engine_learns_planted_blocks(name: str) -> None:
+    train_data, test = _blocks()
+    _, cfg_cls = get_model(name)
+    torch.manual_seed(0)
+    config = cfg_cls(**FAST[name], engine="fast", fast_lr=FAST_LR)
+    model = build_model(name, train_data.n_users, train_data.n_items, config)
+    gen = torch.Generator().manual_seed(0)
+    kernels.set_threads(1)
+    before = evaluate(model.scores, train_data.matrix, test, (10,))["NDCG@10"]
+    for _ in range(8):
+        stats = model.train_epoch(train_data, gen)
+        assert all(math.isfinite(v) for v in stats.values()), stats
+    after = evaluate(model.scores, train_data.matrix, test, (10,))["NDCG@10"]
+    assert after > max(2 * before, 0.5), (before, after)
+
+
+def _config(epochs: int, **over):
+    model = {"dis_emb_dim": 8, "gen_emb_dim": 4, "gen_sample_num_item": 8, "gen_sample_num_user": 8, "gen_every": 2,
+             "engine": "fast", **over}
+    return make_config("sdgar", None, {"data": "synthetic", "synthetic_size": "tiny"},
+                       {"epochs": epochs, "eval_every": 2, "threads": 1, "device": "cpu"}, model)
+
+
+def test_fast_engine_resume_is_bit_identical_with_one_thread(tmp_path: Path) -> None:
+    data = load_dataset(_config(4).data)
+    straight = RunDir.create(tmp_path, "straight")
+    train(_config(4), data, straight, echo=lambda s: None)
+    split = RunDir.create(tmp_path, "split")
+    train(_config(2), data, split, echo=lambda s: None)
+    train(_config(4), data, split, resume=True, echo=lambda s: None)
+    cols = [c for c in pd.read_csv(straight.path / "metrics.csv").columns if not c.endswith("seconds")]
+    pd.testing.assert_frame_equal(pd.read_csv(straight.path / "metrics.csv")[cols],
+                                  pd.read_csv(split.path / "metrics.csv")[cols])
+    a = load_checkpoint(straight.checkpoints / "ckpt-000000004.pt")
+    b = load_checkpoint(split.checkpoints / "ckpt-000000004.pt")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for key, value in a["extra"]["fast_acc"].items():
+        assert torch.equal(value, b["extra"]["fast_acc"][key]), key
+
+
+def test_nonfinite_training_stops_and_marks_nothing_best(tmp_path: Path) -> None:
+    cfg = _config(4, fast_optimizer="sgd", fast_lr=1e30)
+    run = RunDir.create(tmp_path, "nan")
+    with pytest.raises(NonFiniteError):
+        train(cfg, load_dataset(cfg.data), run, echo=lambda s: None)
+    assert not (run.checkpoints / "best.pt").exists()
+
+
+def test_fast_engine_is_refused_where_it_does_not_exist(tmp_path: Path) -> None:
+    cfg = make_config("cml", None, {"data": "synthetic", "synthetic_size": "tiny"}, {"epochs": 1, "device": "cpu"})
+    cfg.model.engine = "fast"  # CML has no fast kernel
+    with pytest.raises(UserError, match="engine fast"):
+        train(cfg, load_dataset(cfg.data), RunDir.create(tmp_path, "r"), echo=lambda s: None)
+
+
+def test_fast_generator_update_agrees_with_the_torch_update() -> None:
+    """Same three steps, independent draws: with many samples both land on the same x and y."""
+    torch.manual_seed(0)
+    n_users, n_items, k = 20, 30, 3
+    p, q, b = torch.randn(n_users, 5), torch.randn(n_items, 5), torch.randn(n_items) * 0.1
+    out = []
+    for fast in (False, True):
+        torch.manual_seed(1)
+        g = DecomposableGenerator(n_users, n_items, k)
+        update = g.update_fast if fast else g.update
+        update(p, q, b, torch.Generator().manual_seed(0), 0.5, 0.1, 1.0, 3000, 3000)
+        torch.testing.assert_close(g.x.sum(1), torch.ones(n_users, dtype=torch.float64))
+        torch.testing.assert_close(g.y.sum(0), torch.ones(k, dtype=torch.float64))
+        out.append((g.x, g.y))
+    assert float((out[0][0] - out[1][0]).abs().max()) < 0.15
+    assert float((out[0][1] - out[1][1]).abs().max()) < 0.2 * float(out[0][1].max())
+
+
+def test_topk_kernel_masks_train_items_and_orders_scores() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal((7, 50)).astype(np.float32)
+    train_m = sp.csr_matrix((rng.random((7, 50)) < 0.3).astype(np.float32))
+    ref = np.where(train_m.toarray() > 0, -np.inf, scores)
+    out = np.empty((7, 10), np.int64)
+    kernels.topk_masked(scores.copy(), np.arange(7), train_m.indptr.astype(np.int64),
+                        train_m.indices.astype(np.int64), 10, out)
+    np.testing.assert_array_equal(out, np.argsort(-ref, axis=1, kind="stable")[:, :10])
