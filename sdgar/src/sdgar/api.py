@@ -161,7 +161,7 @@ class Model:
             pos = pd.Index(np.asarray(known).astype(str)).get_indexer(wanted.astype(str))
         if (pos < 0).any():
             bad = wanted[np.flatnonzero(pos < 0)[0]]
-            raise UserError(f"{kind} {bad!r} is not in the fitted data ({len(known)} {kind}s, e.g. "
+            raise UserError(f"{kind} {bad.item()!r} is not in the fitted data ({len(known)} {kind}s, e.g. "
                             f"{', '.join(map(str, known[:3]))})")
         return pos.astype(np.int64)
 
