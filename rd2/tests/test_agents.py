@@ -18,11 +18,21 @@ Q_NEXT = torch.tensor([[[3.0, 0.0, 2.0], [0.0, 3.0, 2.0]]])
 
 
 class FixedRD2Target(nn.Module):
+    """The RD2Network interface: a decomposition forward (r̂, masks, features) and heads on feature rows."""
+
+    def decomposition(self, obs):
+        b = obs.shape[0]
+        return {"sub_rewards": torch.tensor([[0.5, -0.25]]).expand(b, -1), "masks": torch.ones(b, 2, 6),
+                "features": obs}
+
+    def heads(self, features, masks):
+        return {"q": Q_NEXT.expand(features.shape[0], -1, -1)}
+
     def forward(self, obs):
-        return {"q": Q_NEXT.expand(obs.shape[0], -1, -1)}
+        return self.heads(obs, None)
 
     def sub_rewards(self, next_obs):
-        return torch.tensor([[0.5, -0.25]]).expand(next_obs.shape[0], -1)
+        return self.decomposition(next_obs)["sub_rewards"]
 
 
 class FixedHeads(nn.Module):

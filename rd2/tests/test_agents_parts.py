@@ -9,7 +9,8 @@ import torch
 
 from rd2.agents.distributional import convolve, project, support
 from rd2.agents.networks import NoisyLinear, QNetwork, ValueHead, reset_noise
-from rd2.agents.prioritized import PrioritizedSampler, SumTree, nstep_return
+from rd2.agents.prioritized import PrioritizedSampler, SumTree
+from rd2.replay import nstep_return
 
 
 def test_projection_hand_computed() -> None:
@@ -97,19 +98,21 @@ def test_prioritized_probabilities_and_weights() -> None:
 
 def test_nstep_return_hand_made() -> None:
     gamma = 0.5
-    r = torch.tensor([[1.0, 2.0, 4.0], [1.0, 2.0, 4.0], [1.0, 2.0, 4.0], [1.0, 2.0, 4.0]])
-    term = torch.tensor([[0, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=torch.bool)
-    trunc = torch.tensor([[0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 1, 1]], dtype=torch.bool)
-    g, disc, steps = nstep_return(r, term, trunc, gamma)
-    assert torch.allclose(g, torch.tensor([1 + 1 + 1.0, 1 + 1.0, 1.0, 1 + 1.0]))
-    assert torch.allclose(disc, torch.tensor([0.125, 0.0, 0.0, 0.25]))  # truncation bootstraps from s_{t+2}
-    assert steps.tolist() == [3, 2, 1, 2]
-    _, disc, _ = nstep_return(r, term, trunc, gamma, bootstrap_truncated=False)
+    r = np.array([[1.0, 2.0, 4.0]] * 5, np.float32)
+    term = np.array([[0, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0]], bool)
+    trunc = np.array([[0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 1, 1], [0, 0, 0]], bool)
+    valid = np.array([[1, 1, 1]] * 4 + [[1, 1, 0]], bool)  # the last window reaches the newest stored step
+    g, disc, steps, alive = nstep_return(r, term, trunc, gamma, valid=valid)
+    assert np.allclose(g, [1 + 1 + 1.0, 1 + 1.0, 1.0, 1 + 1.0, 1 + 1.0])
+    assert np.allclose(disc, [0.125, 0.0, 0.0, 0.25, 0.25])  # truncation bootstraps from s_{t+2}
+    assert steps.tolist() == [3, 2, 1, 2, 2]
+    assert alive[1].tolist() == [True, True, False]
+    _, disc, _, _ = nstep_return(r, term, trunc, gamma, bootstrap_truncated=False)
     assert disc[3] == 0.0
     # vector rewards (B, n, K): each channel gets its own discounted sum
-    rk = torch.stack([r, 2 * r], dim=-1)
-    gk, _, _ = nstep_return(rk, term, trunc, gamma)
-    assert torch.allclose(gk[:, 0], g) and torch.allclose(gk[:, 1], 2 * g)
+    rk = np.stack([r, 2 * r], axis=-1)
+    gk, _, _, _ = nstep_return(rk, term, trunc, gamma, valid=valid)
+    assert np.allclose(gk[:, 0], g) and np.allclose(gk[:, 1], 2 * g)
 
 
 def test_noisy_linear_noise_and_eval_mode() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from neurips20_common import UserError
@@ -36,6 +37,7 @@ class Batch:
     return_clipped: np.ndarray  # (B,) float32, Σ_i γ^i sign(r_{t+i})
     discount: np.ndarray  # (B,) float32, γ^n_used · (1 − terminated): multiply the bootstrap value by this
     n_used: np.ndarray  # (B,) int64, steps actually summed (stops at episode end / newest data)
+    alive: np.ndarray | None = None  # (B, n) bool: step j of the window is summed
 
     @property
     def done(self) -> np.ndarray:
@@ -44,13 +46,16 @@ class Batch:
 
 class ReplayBuffer:
     def __init__(self, capacity: int, num_envs: int = 1, frame_shape: tuple[int, ...] = (84, 84),
-                 stack: int = 4, frame_dtype: np.dtype | type = np.uint8) -> None:
+                 stack: int = 4, frame_dtype: np.dtype | type = np.uint8, frame_device: Any = None) -> None:
         if capacity < num_envs * (stack + 2):
             raise ValueError(f"capacity {capacity} is too small for {num_envs} env streams")
         self.num_envs, self.stack, self.frame_shape = num_envs, stack, tuple(frame_shape)
         self.cap = capacity // num_envs  # slots per env stream
         shape = (num_envs, self.cap)
         self.frames = np.zeros((*shape, *self.frame_shape), dtype=frame_dtype)
+        self.on_device = frame_device is not None  # frames in a torch tensor on that device (GPU-resident replay)
+        if self.on_device:
+            self.to_device(frame_device)
         self.action = np.zeros(shape, np.int64)
         self.reward_raw = np.zeros(shape, np.float32)
         self.reward_clipped = np.zeros(shape, np.float32)
@@ -69,43 +74,51 @@ class ReplayBuffer:
         return int(self.valid.sum())
 
     # --- writing ---------------------------------------------------------------------------------------------
-    def _write_frame(self, env: int, frame: np.ndarray) -> int:
-        slot = int(self.head[env])
-        self.frames[env, slot] = frame
+    def _write_frames(self, env: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        """Write one frame into the head slot of each (distinct) stream in ``env``; returns the slots written."""
+        slot = self.head[env].copy()
+        if self.on_device:
+            import torch
+
+            self.frames[torch.as_tensor(env), torch.as_tensor(slot)] = torch.as_tensor(
+                np.ascontiguousarray(frames)).to(self.frames.device)
+        else:
+            self.frames[env, slot] = frames
         # This slot and the next stack-1 slots (old data about to be overwritten) no longer have intact stacks.
-        self.valid[env, (slot + np.arange(self.stack)) % self.cap] = False
+        self.valid[env[:, None], (slot[:, None] + np.arange(self.stack)) % self.cap] = False
         self.head[env] = (slot + 1) % self.cap
         return slot
 
     def start(self, env_ids: np.ndarray | list[int], obs: np.ndarray) -> None:
         """Begin an episode in each of ``env_ids`` with its first stacked observation ``obs`` (n, stack, H, W)."""
-        for env, o in zip(np.asarray(env_ids).reshape(-1), obs, strict=True):
-            for frame in o:
-                self._write_frame(int(env), frame)
-            self.started[env] = True
+        env = np.asarray(env_ids, np.int64).reshape(-1)
+        obs = np.asarray(obs)
+        for j in range(self.stack):
+            self._write_frames(env, obs[:, j])
+        self.started[env] = True
 
     def add(self, env_ids: np.ndarray | list[int], action: np.ndarray, reward: np.ndarray, terminated: np.ndarray,
             truncated: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
-        """Store transitions of ``env_ids`` (one per env); ``next_obs`` is the stacked s_{t+1}. Returns indices."""
-        env_ids = np.asarray(env_ids, np.int64).reshape(-1)
-        out = np.empty(len(env_ids), np.int64)
-        for i, env in enumerate(env_ids):
-            if not self.started[env]:
-                raise RuntimeError(f"env stream {env}: call start() with the reset observation before add()")
-            slot = int(self.head[env] - 1) % self.cap
-            r = float(reward[i])
-            self.action[env, slot] = int(action[i])
-            self.reward_raw[env, slot] = r
-            self.reward_clipped[env, slot] = np.sign(r)
-            self.terminated[env, slot] = bool(terminated[i])
-            self.truncated[env, slot] = bool(truncated[i])
-            self._write_frame(int(env), next_obs[i][-1])
-            self.valid[env, slot] = True
-            out[i] = env * self.cap + slot
-            if terminated[i] or truncated[i]:
-                self.started[env] = False  # the next call for this stream must be start()
-        self.total_added += len(env_ids)
-        return out
+        """Store one transition per env of ``env_ids`` (distinct streams); ``next_obs`` is the stacked s_{t+1}.
+        Returns the flat indices of the transitions (vectorized over the envs)."""
+        env = np.asarray(env_ids, np.int64).reshape(-1)
+        if not self.started[env].all():
+            bad = int(env[~self.started[env]][0])
+            raise RuntimeError(f"env stream {bad}: call start() with the reset observation before add()")
+        slot = (self.head[env] - 1) % self.cap
+        r = np.asarray(reward, np.float32).reshape(-1)
+        term = np.asarray(terminated, bool).reshape(-1)
+        trunc = np.asarray(truncated, bool).reshape(-1)
+        self.action[env, slot] = np.asarray(action, np.int64).reshape(-1)
+        self.reward_raw[env, slot] = r
+        self.reward_clipped[env, slot] = np.sign(r)
+        self.terminated[env, slot] = term
+        self.truncated[env, slot] = trunc
+        self._write_frames(env, np.asarray(next_obs)[:, -1])
+        self.valid[env, slot] = True
+        self.started[env[term | trunc]] = False  # the next call for these streams must be start()
+        self.total_added += len(env)
+        return env * self.cap + slot
 
     # --- reading ---------------------------------------------------------------------------------------------
     def valid_indices(self) -> np.ndarray:
@@ -116,20 +129,29 @@ class ReplayBuffer:
         """Uniform over valid transitions; ``balance='raw'|'clipped'`` draws ``nonzero_fraction`` of the batch
         from nonzero-reward transitions, split equally over the distinct reward values (reward-balanced sampling).
         """
-        idx = self.valid_indices()
-        if len(idx) == 0:
-            raise RuntimeError("the replay holds no complete transition yet")
+        valid = self.valid.reshape(-1)
         if balance is None:
+            idx = np.flatnonzero(valid)
+            if len(idx) == 0:
+                raise RuntimeError("the replay holds no complete transition yet")
             return idx[rng.integers(0, len(idx), size=batch_size)]
-        values = (self.reward_raw if balance == "raw" else self.reward_clipped).reshape(-1)[idx]
-        nonzero = values != 0
-        if not nonzero.any():
-            return idx[rng.integers(0, len(idx), size=batch_size)]
-        groups = [idx[values == v] for v in np.unique(values[nonzero])]
-        zeros = idx[~nonzero]
+        flat = (self.reward_raw if balance == "raw" else self.reward_clipped).reshape(-1)
+        nz_idx = np.flatnonzero(valid & (flat != 0))
+        zeros = np.flatnonzero(valid & (flat == 0))
+        if len(nz_idx) + len(zeros) == 0:
+            raise RuntimeError("the replay holds no complete transition yet")
+        if len(nz_idx) == 0:
+            return zeros[rng.integers(0, len(zeros), size=batch_size)]
+        values = flat[nz_idx]
+        uniq, inverse = np.unique(values, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")  # nonzero indices grouped by value, in index order
+        counts = np.bincount(inverse, minlength=len(uniq))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         n_nz = batch_size if len(zeros) == 0 else round(batch_size * nonzero_fraction)
-        which = rng.integers(0, len(groups), size=n_nz)
-        parts = [g[rng.integers(0, len(g), size=int((which == i).sum()))] for i, g in enumerate(groups)]
+        which = rng.integers(0, len(uniq), size=n_nz)
+        # per group, draws in the order of the groups (the same draws as one rng.integers call per group)
+        parts = [nz_idx[order[starts[g] + rng.integers(0, counts[g], size=int((which == g).sum()))]]
+                 for g in range(len(uniq))]
         if batch_size - n_nz:
             parts.append(zeros[rng.integers(0, len(zeros), size=batch_size - n_nz)])
         out = np.concatenate(parts)
@@ -139,48 +161,42 @@ class ReplayBuffer:
         indices = np.asarray(indices, np.int64)
         return indices // self.cap, indices % self.cap
 
-    def next_index(self, indices: np.ndarray) -> np.ndarray:
+    def next_index(self, indices: np.ndarray, k: int = 1) -> np.ndarray:
         env, slot = self._split(indices)
-        return env * self.cap + (slot + 1) % self.cap
+        return env * self.cap + (slot + k) % self.cap
 
-    def obs(self, indices: np.ndarray) -> np.ndarray:
-        """Stacked observations ending at each slot: (B, stack, H, W)."""
+    def obs(self, indices: np.ndarray):
+        """Stacked observations ending at each slot: (B, stack, H, W), a numpy array (a torch tensor on the
+        replay's device when the frames live there)."""
         env, slot = self._split(indices)
         window = (slot[:, None] + np.arange(1 - self.stack, 1)) % self.cap
+        if self.on_device:
+            import torch
+
+            dev = self.frames.device
+            return self.frames[torch.as_tensor(env[:, None], device=dev), torch.as_tensor(window, device=dev)]
         return self.frames[env[:, None], window]
 
     def get(self, indices: np.ndarray, n_step: int = 1, gamma: float = 0.99) -> Batch:
         """Transitions at ``indices``; with ``n_step`` > 1 the returns are summed over up to n steps, stopping at
-        the end of an episode or of the stored data, and ``next_obs`` is the observation n_used steps later."""
+        the end of an episode or of the stored data (:func:`nstep_return`), and ``next_obs`` is the observation
+        n_used steps later."""
         indices = np.asarray(indices, np.int64)
         if not self.valid.reshape(-1)[indices].all():
             raise IndexError("some indices are not valid transitions (see valid_indices())")
         env, slot = self._split(indices)
-        b = len(indices)
-        ret_raw = np.zeros(b, np.float32)
-        ret_clip = np.zeros(b, np.float32)
-        term = np.zeros(b, bool)
-        trunc = np.zeros(b, bool)
-        n_used = np.zeros(b, np.int64)
-        last = slot.copy()
-        active = np.ones(b, bool)
-        for i in range(n_step):
-            s = (slot + i) % self.cap
-            ok = active & self.valid[env, s] if i else active
-            disc = gamma**i
-            ret_raw[ok] += disc * self.reward_raw[env[ok], s[ok]]
-            ret_clip[ok] += disc * self.reward_clipped[env[ok], s[ok]]
-            term[ok] |= self.terminated[env[ok], s[ok]]
-            trunc[ok] |= self.truncated[env[ok], s[ok]]
-            last[ok] = s[ok]
-            n_used[ok] += 1
-            active = ok & ~self.terminated[env, s] & ~self.truncated[env, s]
-        next_slot = (last + 1) % self.cap
-        discount = (gamma**n_used * ~term).astype(np.float32)
+        window = (slot[:, None] + np.arange(n_step)) % self.cap  # (B, n) slots t..t+n-1
+        e = env[:, None]
+        term_w, trunc_w = self.terminated[e, window], self.truncated[e, window]
+        rewards = np.stack([self.reward_raw[e, window], self.reward_clipped[e, window]], axis=-1)
+        g, discount, n_used, alive = nstep_return(rewards, term_w, trunc_w, gamma, valid=self.valid[e, window])
+        term = (term_w & alive).any(1)
+        trunc = (trunc_w & alive).any(1) & ~term
+        next_slot = (slot + n_used) % self.cap
         return Batch(obs=self.obs(indices), action=self.action[env, slot].copy(),
                      reward_raw=self.reward_raw[env, slot].copy(), reward_clipped=self.reward_clipped[env, slot].copy(),
-                     next_obs=self.obs(env * self.cap + next_slot), terminated=term, truncated=trunc & ~term,
-                     return_raw=ret_raw, return_clipped=ret_clip, discount=discount, n_used=n_used)
+                     next_obs=self.obs(env * self.cap + next_slot), terminated=term, truncated=trunc,
+                     return_raw=g[:, 0], return_clipped=g[:, 1], discount=discount, n_used=n_used, alive=alive)
 
     # --- persistence -----------------------------------------------------------------------------------------
     _arrays = ("frames", "action", "reward_raw", "reward_clipped", "terminated", "truncated", "valid", "head",
@@ -191,6 +207,8 @@ class ReplayBuffer:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
         arrays = {k: getattr(self, k) for k in self._arrays}
+        if self.on_device:
+            arrays["frames"] = self.frames.cpu().numpy()
         np.savez(tmp, total_added=np.int64(self.total_added), stack=np.int64(self.stack), **arrays)
         os.replace(tmp, path)
         return path
@@ -214,4 +232,45 @@ class ReplayBuffer:
         for k, v in arrays.items():
             setattr(buf, k, v)
         buf.total_added = total
+        buf.on_device = False
         return buf
+
+    def to_device(self, device: Any) -> None:
+        """Keep the frames in a torch tensor on ``device`` (e.g. CUDA: sampling then gathers stacks on the GPU and
+        only indices cross the bus); the small per-slot arrays stay in numpy."""
+        import torch
+
+        frames = self.frames.cpu().numpy() if self.on_device else self.frames
+        self.frames = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+        self.on_device = True
+
+
+def discounted_sum(values: np.ndarray, alive: np.ndarray, gamma: float) -> np.ndarray:
+    """Σ_j γ^j · alive_j · values_j over axis 1 of (B, n) or (B, n, K) values."""
+    weight = (alive * gamma ** np.arange(alive.shape[1], dtype=np.float64)).astype(np.float32)
+    return (values * (weight[..., None] if values.ndim == 3 else weight)).sum(1, dtype=np.float32)
+
+
+def nstep_return(rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, gamma: float,
+                 valid: np.ndarray | None = None, bootstrap_truncated: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """n-step return of windows of n transitions, cut at the first episode end (the one n-step implementation:
+    the replay's returns, HRA's given sub-returns and RD²'s learned ones all use its ``alive`` weights).
+
+    rewards: (B, n) or (B, n, K); terminated / truncated: (B, n) bool flags of transition j; valid: (B, n) bool,
+    transition j is stored (the window also stops at the newest data). Returns ``(G, discount, steps, alive)``:
+    G = Σ_{j<steps} γ^j r_j, discount = γ^steps (0 after a termination, and after a truncation unless
+    ``bootstrap_truncated``), steps = transitions used (the bootstrap state is s_{t+steps}), alive (B, n).
+    """
+    ended = terminated | truncated
+    alive = np.ones(ended.shape, bool)
+    alive[:, 1:] = ~np.logical_or.accumulate(ended[:, :-1], axis=1)  # no episode end strictly before j
+    if valid is not None:
+        alive &= np.logical_and.accumulate(valid, axis=1)
+    g = discounted_sum(rewards, alive, gamma)
+    steps = alive.sum(1).astype(np.int64)
+    cut = (terminated & alive).any(1)
+    if not bootstrap_truncated:
+        cut |= (truncated & alive).any(1)
+    discount = np.where(cut, 0.0, gamma ** steps.astype(np.float64)).astype(np.float32)
+    return g, discount, steps, alive

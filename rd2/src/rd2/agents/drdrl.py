@@ -18,8 +18,9 @@ from torch import nn
 
 from rd2.agents.base import Agent, TensorBatch
 from rd2.agents.distributional import convolve, project
-from rd2.agents.networks import ValueHead, make_torso
+from rd2.agents.networks import ValueHead
 from rd2.agents.rainbow import RainbowConfig
+from rd2.torso import make_torso
 
 
 @dataclass

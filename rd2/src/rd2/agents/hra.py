@@ -11,7 +11,8 @@ from torch import nn
 
 from rd2.agents.base import Agent, TensorBatch, td_loss
 from rd2.agents.dqn import DQNConfig
-from rd2.agents.networks import ValueHead, make_torso
+from rd2.agents.networks import ValueHead
+from rd2.torso import make_torso
 
 
 @dataclass

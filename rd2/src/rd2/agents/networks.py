@@ -1,5 +1,6 @@
-"""Network pieces shared by every agent (spec §6.4): Nature-CNN torso, MLP torso for the toy game,
-factorized-Gaussian NoisyLinear (Fortunato et al. 2018) and the value head (scalar or C51, dueling or not).
+"""Network pieces shared by every agent (spec §6.4): factorized-Gaussian NoisyLinear (Fortunato et al. 2018), the
+value head (scalar or C51, dueling or not) and the DQN / Rainbow network on the shared torsos of
+:mod:`rd2.torso` (Nature CNN for frames, MLP for the toy game).
 
 Every head returns ``(B, A, atoms)``: atoms = 1 for scalar Q, logits for a distributional head.
 """
@@ -11,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from rd2.torso import make_torso
 
 
 class NoisyLinear(nn.Module):
@@ -67,47 +70,6 @@ def reset_noise(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, NoisyLinear):
             m.reset_noise()
-
-
-class NatureCNN(nn.Module):
-    """Mnih et al. 2015 torso: conv 32×8×8/4, 64×4×4/2, 64×3×3/1 → 64×7×7 = 3136 features (spec §6.4).
-
-    The output stays flat so that RD² masks over the 3136 features can be drawn as 64 maps of 7×7.
-    """
-
-    def __init__(self, in_channels: int = 4) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
-            nn.Flatten(),
-        )
-        self.out_dim = 64 * 7 * 7
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.float() / 255.0)
-
-
-class MLPTorso(nn.Module):
-    """Two ReLU layers for vector observations (the toy game's coordinates)."""
-
-    def __init__(self, in_dim: int, hidden: int = 64) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-        self.out_dim = hidden
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.float())
-
-
-def make_torso(obs_shape: tuple[int, ...], hidden: int = 64) -> nn.Module:
-    """Nature CNN for (C, 84, 84) frames, MLP for flat vectors."""
-    if len(obs_shape) == 3:
-        return NatureCNN(obs_shape[0])
-    if len(obs_shape) == 1:
-        return MLPTorso(obs_shape[0], hidden)
-    raise ValueError(f"unsupported observation shape {obs_shape}: expected (C, 84, 84) frames or a flat vector")
 
 
 class ValueHead(nn.Module):

@@ -1,4 +1,5 @@
-"""Prioritized experience replay (Schaul et al. 2016) with a sum tree, and n-step returns (spec §6.4).
+"""Prioritized experience replay (Schaul et al. 2016) with a sum tree (spec §6.4); n-step returns are
+:func:`rd2.replay.nstep_return`.
 
 The tree keeps p_i^α per replay slot; P(i) = p_i^α / Σ_j p_j^α, importance weight w_i = (N·P(i))^−β,
 normalized by the batch maximum (as CleanRL / Kaixhin do). Sampling is stratified: the total mass is cut into
@@ -105,30 +106,3 @@ class PrioritizedSampler:
         self.tree.load_state_dict(state["tree"])
         self.max_priority = float(state["max_priority"])
 
-
-def nstep_return(rewards: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor, gamma: float,
-                 bootstrap_truncated: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """n-step return of a window of n transitions, cut at the first episode end.
-
-    rewards: (B, n) or (B, n, K) (vector sub-rewards); terminated / truncated: (B, n) bool, flag of transition j.
-    Returns ``(G, discount, steps)``: G = Σ_{j<steps} γ^j r_j, discount = γ^steps (0 after a termination, and after
-    a truncation unless ``bootstrap_truncated``), steps = transitions used (the bootstrap state is s_{t+steps}).
-    """
-    n = rewards.shape[1]
-    ended = terminated | truncated
-    # alive[j] = no episode end strictly before transition j
-    alive = torch.ones_like(ended)
-    alive[:, 1:] = ~torch.cummax(ended[:, :-1].int(), dim=1).values.bool()
-    powers = gamma ** torch.arange(n, dtype=rewards.dtype, device=rewards.device)
-    weight = alive.to(rewards.dtype) * powers
-    if rewards.dim() == 3:
-        weight = weight.unsqueeze(-1)
-    g = (rewards * weight).sum(dim=1)
-    steps = alive.sum(dim=1)
-    cut_term = (terminated & alive).any(dim=1)
-    cut_trunc = (truncated & alive & ~terminated).any(dim=1)
-    discount = gamma ** steps.to(rewards.dtype)
-    discount = torch.where(cut_term, torch.zeros_like(discount), discount)
-    if not bootstrap_truncated:
-        discount = torch.where(cut_trunc, torch.zeros_like(discount), discount)
-    return g, discount, steps
