@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rd2.purity import assign_channels, atari_purity, channel_purity, source_labels
+from rd2.purity import assign_channels, channel_purity, reward_purity, source_labels
 
 
 def test_purity_is_permutation_invariant() -> None:
@@ -32,9 +32,9 @@ def test_atari_labels_from_raw_values() -> None:
     assert labels.tolist() == [0, 1, -1, -1, 1] and ok.tolist() == [True, True, False, False, True]
     sub = np.array([[0.9, 0.1], [0.2, 0.8], [0, 0], [0.5, 0.5], [-0.1, 0.7]])
     assert assign_channels(sub).tolist() == [0, 1, 0, 0, 1]
-    res = atari_purity(sub[raw != 0], raw[raw != 0], "Gopher")
+    res = reward_purity(sub[raw != 0], raw[raw != 0], "Gopher")
     assert res.purity == 1.0 and res.n == 3 and res.n_unlabelled == 1  # 120 = 100 + 20 in one step: left out
-    pong = atari_purity(np.array([[-1.0, 0.0], [0.0, 1.0]]), np.array([-1.0, 1.0]), "Pong")
+    pong = reward_purity(np.array([[-1.0, 0.0], [0.0, 1.0]]), np.array([-1.0, 1.0]), "Pong")
     assert pong.purity == 1.0 and set(pong.as_dict()["mapping"].values()) == {"point lost", "point won"}
     unknown, names, _ = source_labels(np.array([5.0, 0.0, 7.0]), "NoSuchGame")
     assert names == ["reward 5", "reward 7"] and unknown.tolist() == [0, -1, 1]

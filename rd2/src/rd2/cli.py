@@ -17,13 +17,10 @@ def _not_built(verb: str, issue: int) -> None:
     raise click.ClickException(f"'rd2 {verb}' is not built yet (tracked in issue #{issue}); nothing was run")
 
 
-def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
-
-
 @main.command()
 @click.option("--env", "env_id", default="Pong", show_default=True,
-              help="Atari game: Pong, ALE/Pong-v5 or PongNoFrameskip-v4 (same preprocessing for all).")
+              help="Atari game (Pong, ALE/Pong-v5, PongNoFrameskip-v4), a gymnasium id (CartPole-v1, "
+              "rd2/MonsterTreasure-v0; toy = the latter) or module:function returning a gymnasium.Env.")
 @click.option("--preset", default="default", show_default=True, type=click.Choice(["default", "demo"]))
 @click.option("--steps", type=int, help="Transitions to collect [default preset: 100000].")
 @click.option("--iters", type=int, help="Decomposition updates [default preset: 2500].")
@@ -42,61 +39,77 @@ def _fail(exc: Exception) -> click.ClickException:
               help="Regression target: sign(r), r, or r / max|r| [scaled].")
 @click.option("--reward-input", type=click.Choice(["next", "current_action"]),
               help="Predict r_t from s_{t+1}, or from s_t and a_t [next].")
+@click.option("--reward-sources", help="Label raw reward values for purity, e.g. '10=pellet,200=ghost,400=ghost' "
+              "[the table of rd2.purity for known games, else one source per value].")
 @click.option("--balance", type=click.Choice(["clipped", "raw"]), help="Reward-balanced sampling over [raw] values.")
 @click.option("--policy", type=click.Choice(["random", "agent"]), help="Collection policy [random].")
 @click.option("--agent-ckpt", type=click.Path(dir_okay=False), help="Agent checkpoint for --policy agent.")
 @click.option("--epsilon", type=float, help="ε-greedy exploration on top of the agent [0.05].")
 @click.option("--num-envs", type=int, help="Parallel envs for collection [8].")
-@click.option("--backend", type=click.Choice(["auto", "ale", "gymnasium"]), help="Vector env backend [auto].")
+@click.option("--backend", type=click.Choice(["auto", "ale", "gymnasium"]), help="Atari vector env backend [auto].")
+@click.option("--torso", type=click.Choice(["auto", "none"]), help="auto: Nature CNN for images, MLP for vectors; "
+              "none: masks on the raw vector features [auto].")
+@click.option("--init", type=click.Choice(["he", "torch"]), help="Weight init of torso and heads [he].")
+@click.option("--warmup", type=int, help="Updates of linear learning-rate warm-up [100].")
 @click.option("--batch-size", type=int, help="[32]")
 @click.option("--lr", type=float, help="Adam learning rate [2.5e-4].")
 @click.option("--mask-lr-scale", type=float, help="Mask-network learning rate / --lr [1].")
+@click.option("--torso-lr-scale", type=float, help="Torso learning rate / --lr [0.25].")
+@click.option("--eval-every", type=int, help="Updates between purity evaluations [250].")
+@click.option("--eval-samples", type=int, help="Nonzero-reward transitions of the running purity [2000].")
+@click.option("--ckpt-every", type=int, help="Updates between checkpoints [500].")
 @click.option("--threads", type=int, help="torch threads [2].")
 @click.option("--seed", type=int, default=None, help="[0]")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--run-dir", type=click.Path(file_okay=False), help="Output folder [runs/decompose-<game>].")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Output folder [runs/decompose-<env>].")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue the run in this folder exactly (--iters may extend it).")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-def decompose(env_id: str, preset: str, run_dir: str | None, resume_dir: str | None, device: str,
-              no_progress: bool, **opts: object) -> None:
-    """Learn an RD2 reward decomposition from Atari transitions and report channel purity.
+@click.option("--force", is_flag=True, help="Start over in a --run-dir that holds a run: the old one is moved aside "
+              "to <dir>.old-<time>, never deleted.")
+@click.option("--keep-replay", is_flag=True, default=None, help="Keep the collected transitions as replay.npz in the "
+              "run dir (large: 375 MB for the demo). Without it --resume collects the same transitions again.")
+@click.option("--strict", is_flag=True, help="Exit with code 4 when the decomposition collapsed (sub-rewards that "
+              "do not depend on the input).")
+@click.option("--tensorboard/--no-tensorboard", default=False, show_default=True,
+              help="Also log the metrics.csv scalars to <run-dir>/tb.")
+@click.option("--progress/--no-progress", "show", default=None, help="Progress bars [on a terminal].")
+def decompose(env_id: str, preset: str, run_dir: str | None, resume_dir: str | None, force: bool, device: str,
+              strict: bool, tensorboard: bool, show: bool | None, **opts: object) -> None:
+    """Learn an RD2 reward decomposition from collected transitions and report balanced channel purity.
 
     Example: rd2 decompose --env Pong --preset demo --run-dir runs/demo/rd2
     """
-    from neurips20_common import RunDir, UserError, select_device
+    from neurips20_common import UserError, select_device
+    from neurips20_common.cli import prepare_run_dir
+    from neurips20_common.errors import as_user_error
 
     from rd2.config import config_from_dict, make_config
-    from rd2.decompose import run_decompose
+    from rd2.decompose import check_strict, run_decompose, validate
 
     try:
         dev = select_device(device)
         if resume_dir:
-            run = RunDir.open(resume_dir)
+            run = prepare_run_dir(resume_dir, resume=True)
             cfg = config_from_dict(run.read_config())
-            if opts.get("iters"):
+            if opts.get("iters") is not None:
                 cfg.iters = int(opts["iters"])  # type: ignore[arg-type]
-                run.write_config(cfg)
+            validate(cfg)
         else:
             cfg = make_config(preset, env=env_id, **opts)
-            game = env_id.replace("ALE/", "").split("-")[0].replace("NoFrameskip", "")
-            if run_dir:
-                from pathlib import Path
-
-                run = RunDir.create(Path(run_dir).parent, Path(run_dir).name, exist_ok=True)
-            else:
-                run = RunDir.create("runs", f"decompose-{game}")
-            if run.file("config.json").exists():
-                # A fresh run in an old run dir (e.g. `make demo` twice): drop only the files this job writes.
-                from rd2.decompose import clear_run_dir
-
-                click.echo(f"{run.path} holds an earlier decompose run: replacing it (use --resume to continue it)")
-                clear_run_dir(run)
-            run.write_config(cfg)
-        run_decompose(cfg, run, dev, resume=bool(resume_dir), show_progress=False if no_progress else None,
-                      log=click.echo)
+            validate(cfg)
+            name = env_id.replace("ALE/", "").replace("/", "-").replace(":", "-").split("-v")[0]
+            run = prepare_run_dir(run_dir or f"runs/decompose-{name.replace('NoFrameskip', '')}", force=force)
+        summary = run_decompose(cfg, run, dev, resume=bool(resume_dir), show_progress=show, log=click.echo,
+                                tensorboard=tensorboard)
+        if strict:
+            check_strict(summary)
     except (UserError, OSError) as exc:
-        raise _fail(exc) from None
+        user = exc if isinstance(exc, UserError) else as_user_error(exc)
+        if user is None:
+            raise
+        err = click.ClickException(str(user))
+        err.exit_code = getattr(user, "exit_code", 2)  # 2 user error, 3 NaN/Inf, 4 collapsed under --strict
+        raise err from None
 
 
 @main.command()
@@ -146,7 +159,8 @@ def toy(seeds: int, size: int, distractors: int, magnitudes: str, chase_prob: fl
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     pd.DataFrame(rows).to_csv(out.with_name(out.stem + "_per_seed.csv"), index=False)
-    cols = ["variant", "channel_accuracy_mean", "channel_accuracy_std", "sub_reward_mse_mean", "masks_recovered",
+    cols = ["variant", "balanced_accuracy_mean", "channel_accuracy_mean", "channel_accuracy_std", "sub_reward_mse_mean",
+            "masks_recovered",
             "mask_f1_mean", "sum_mse_mean"]
     if distractors:
         cols.append("distractor_mask_weight_mean")
@@ -175,7 +189,9 @@ def _user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except (UserError, FileNotFoundError) as exc:
-            raise click.ClickException(str(exc)) from None
+            err = click.ClickException(str(exc))
+            err.exit_code = getattr(exc, "exit_code", 2)  # 2 user error, 3 training diverged (NaN/Inf)
+            raise err from None
 
     return wrapper
 
@@ -189,8 +205,12 @@ def _user_errors(fn):
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a hyperparameter (repeatable), "
               "e.g. --set lr=1e-4 --set decomposition.lambda_div1=0.05.")
 @click.option("--K", "num_components", type=int, default=2, show_default=True, help="Channels (rd2, drdrl).")
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--num-envs", type=int, default=1, show_default=True, help="Envs stepped together (exact resume: 1).")
+@click.option("--backend", type=click.Choice(["auto", "ale", "python"]), default="auto", show_default=True,
+              help="Atari envs: ale-py's native vector env, or the gymnasium wrappers.")
+@click.option("--init-decomposition", type=click.Path(), default="",
+              help="rd2: start the decomposition from a `rd2 decompose` run dir or checkpoint.")
 @click.option("--eval-every", type=int, default=None, help="Frames between evaluations [frames/10; 0 = never].")
 @click.option("--eval-episodes", type=int, default=5, show_default=True)
 @click.option("--ckpt-every", type=int, default=None, help="Frames between checkpoints [frames/10].")
@@ -200,41 +220,51 @@ def _user_errors(fn):
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="[runs/<algo>-<env>-s<seed>]")
 @click.option("--resume", type=click.Path(file_okay=False), default=None,
               help="Continue the run in this directory from its newest checkpoint.")
+@click.option("--force", is_flag=True, help="Start over in a --run-dir that holds a run (moved aside, not deleted).")
+@click.option("--replay-device", type=click.Choice(["cpu", "device"]), default="cpu", show_default=True,
+              help="Keep the replay frames on the training device (GPU-resident replay on CUDA).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads (0 = torch default).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @_user_errors
-def train(env, algo, frames, preset, sets, num_components, seed, num_envs, eval_every, eval_episodes, ckpt_every,
-          save_buffer, sticky, run_dir, resume, device, threads, progress) -> None:
+def train(env, algo, frames, preset, sets, num_components, seed, num_envs, backend, init_decomposition, eval_every,
+          eval_episodes, ckpt_every, save_buffer, sticky, run_dir, resume, force, replay_device, device, threads,
+          progress) -> None:
     """Train an agent (rd2, rainbow, dqn, drdrl, hra); writes progress.csv, eval.csv and checkpoints."""
     import dataclasses
 
     from rd2 import train as tr
+    from rd2.config import replace_key, validate_agent, validate_train
 
     overrides = _parse_sets(sets)
     if resume:
         cfg, acfg = tr.configs_from_run(resume)
-        cfg = dataclasses.replace(cfg, frames=frames or cfg.frames, device=device, threads=threads,
-                                  progress=progress)
+        cfg = dataclasses.replace(cfg, frames=cfg.frames if frames is None else frames, device=device,
+                                  threads=threads, progress=progress)
         for key, value in overrides.items():
-            acfg = tr._replace(acfg, key, value)
+            acfg = replace_key(acfg, key, value)
     else:
         toy_env = tr.is_toy(env)
         preset = preset or ("toy" if toy_env else "atari")
-        frames = frames or (50_000 if toy_env else 10_000_000)
+        if frames is None:
+            frames = 50_000 if toy_env else 10_000_000
         cfg = tr.TrainConfig(env=env, algo=algo, preset=preset, frames=frames, seed=seed, num_envs=num_envs,
-                             eval_every=frames // 10 if eval_every is None else eval_every,
-                             eval_episodes=eval_episodes, ckpt_every=frames // 10 if ckpt_every is None else ckpt_every,
+                             backend=backend, init_decomposition=init_decomposition,
+                             eval_every=max(frames // 10, 1) if eval_every is None else eval_every,
+                             eval_episodes=eval_episodes,
+                             ckpt_every=max(frames // 10, 1) if ckpt_every is None else ckpt_every,
                              save_buffer=save_buffer, sticky=sticky, num_components=num_components, device=device,
-                             threads=threads, progress=progress)
+                             replay_device=replay_device, threads=threads, progress=progress)
         acfg = tr.agent_config(algo, preset, overrides)
+    validate_train(cfg)  # before anything is written: --frames 0, --num-envs 0, ... are user errors
+    validate_agent(acfg)
     import signal
 
     def _stop(signum, frame):  # a SIGTERM stops training like Ctrl-C: the trainer saves a checkpoint first
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
-    summary = tr.train(cfg, acfg, run_dir=run_dir, resume=resume)
+    summary = tr.train(cfg, acfg, run_dir=run_dir, resume=resume, force=force)
     if summary.get("interrupted"):
         click.echo(f"interrupted at frame {summary['frames']}: checkpoint {summary['checkpoint']} saved")
     click.echo(f"{cfg.algo} on {cfg.env}: {summary['frames']} frames, {summary['updates']} updates, "
@@ -249,11 +279,11 @@ def train(env, algo, frames, preset, sets, num_components, seed, num_envs, eval_
 
 
 @main.command()
-@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="A checkpoint of `rd2 train`.")
+@click.option("--ckpt", required=True, type=click.Path(), help="A checkpoint of `rd2 train`, or its run dir (newest).")
 @click.option("--episodes", type=int, default=10, show_default=True)
 @click.option("--eps", "epsilon", type=float, default=None, help="Exploration during evaluation [agent's eps_eval].")
 @click.option("--sticky", type=float, default=None, help="Sticky-action probability [as trained].")
-@click.option("--seed", type=int, default=12345, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="[<run>/eval-<step>]")
 @click.option("--device", default="auto", show_default=True)
 @_user_errors

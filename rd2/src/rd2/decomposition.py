@@ -19,11 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rd2.torso import NatureCNN
-
-# Old name, kept until rd2.agents imports rd2.torso (then removed).
-NatureTorso = NatureCNN
-
 
 @dataclass
 class DecompositionConfig:
@@ -129,13 +124,17 @@ class RewardDecomposition(nn.Module):
         if cfg.sign_fn not in ("penalty", "softplus", "relu"):
             raise ValueError(f"unknown sign_fn {cfg.sign_fn!r}: use penalty, softplus or relu")
 
-    def param_groups(self, lr: float, mask_lr_scale: float = 1.0) -> list[dict]:
-        """Adam groups: everything at ``lr``, the masks at ``lr · mask_lr_scale`` (masks learn faster)."""
+    def param_groups(self, lr: float, mask_lr_scale: float = 1.0, torso_lr_scale: float = 1.0) -> list[dict]:
+        """Adam groups: the heads at ``lr``, the masks at ``lr · mask_lr_scale`` (masks learn faster), the torso at
+        ``lr · torso_lr_scale``."""
         masks = list(self.masks.parameters()) if self.masks is not None else []
-        ids = {id(p) for p in masks}
+        torso = list(self.torso.parameters()) if self.torso is not None else []
+        ids = {id(p) for p in masks + torso}
         groups = [{"params": [p for p in self.parameters() if id(p) not in ids], "lr": lr}]
         if masks:
             groups.append({"params": masks, "lr": lr * mask_lr_scale})
+        if torso:
+            groups.append({"params": torso, "lr": lr * torso_lr_scale})
         return groups
 
     def features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -12,62 +12,85 @@ On the toy game (coordinates, not frames) it writes the mean |∂ f / ∂ featur
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from neurips20_common import progress
 from PIL import Image, ImageDraw
 
-from rd2.agents import Agent
-from rd2.train import episode_seed, load_agent, make_env
+if TYPE_CHECKING:
+    from rd2.agents import Agent
 
 SCALE = 2  # 84 → 168 pixels per tile
 LABEL = 14  # label strip height
+
+
+def jacobian_saliency(fn: Callable[[torch.Tensor], torch.Tensor], obs: torch.Tensor,
+                      sum_stack: bool = True) -> torch.Tensor:
+    """Jacobian saliency |∂f_j/∂s| (spec §6.5; the dueling paper's maps) of every output of ``fn``.
+
+    ``fn`` maps a batch ``obs`` (B, *shape) to (B, T) values, each row depending only on its own sample. Returns
+    (B, T, *shape), or (B, T, H, W) for stacked frames (B, stack, H, W) when ``sum_stack`` (summed over the stack).
+    The package's one saliency function: ``rd2 decompose`` (masks.png) and ``rd2 saliency`` use it.
+    """
+    with torch.enable_grad():
+        x = obs.detach().float().requires_grad_(True)
+        out = fn(x)
+        maps = []
+        for j in range(out.shape[1]):
+            (g,) = torch.autograd.grad(out[:, j].sum(), x, retain_graph=j + 1 < out.shape[1])
+            maps.append(g.abs())
+    sal = torch.stack(maps, 1)
+    return sal.sum(2) if sum_stack and x.dim() == 4 else sal
 
 
 def saliency_step(agent: Agent, obs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float], int]:
     """Maps (name → array shaped like one observation without the stack axis, or (84, 84) masks), scalar values
     and the greedy action, for one observation ``obs`` (without batch axis)."""
     net = agent.online
-    x = torch.as_tensor(obs[None], device=agent.device).float().requires_grad_(True)
-    targets: dict[str, torch.Tensor] = {}
+    x = torch.as_tensor(obs[None], device=agent.device).float()
     values: dict[str, float] = {}
     maps: dict[str, np.ndarray] = {}
-    with torch.enable_grad():
+    with torch.no_grad():
         if agent.name == "rd2":
             out = net(x)
             total = out["q"].sum(1) if agent.cfg.mode == "sum" else agent.action_values(net, x)
-            a_star = int(total.argmax(1))
-            sub = net.decomposition(x)["sub_rewards"][0]
-            for k in range(sub.shape[0]):
-                targets[f"r{k + 1}"] = sub[k]
-            for k in range(out["q"].shape[1]):
-                targets[f"Q{k + 1}"] = out["q"][0, k, a_star]
-            masks = out["masks"][0].detach()
-            if masks.shape[-1] == 64 * 7 * 7:
-                for k in range(masks.shape[0]):
-                    m = masks[k].view(64, 7, 7).mean(0).cpu().numpy()
-                    maps[f"mask{k + 1}"] = np.asarray(Image.fromarray((m * 255).astype(np.uint8)).resize(
-                        (obs.shape[-1], obs.shape[-2]), Image.BILINEAR), np.float32) / 255.0
-                    values[f"mask{k + 1}_mean"] = float(masks[k].mean())
-            else:
-                for k in range(masks.shape[0]):
-                    values[f"mask{k + 1}_mean"] = float(masks[k].mean())
+            masks = out["masks"][0]
+            k = masks.shape[0]
+            names = [f"r{i + 1}" for i in range(k)] + [f"Q{i + 1}" for i in range(out["q"].shape[1])]
         else:
-            q_total = agent.action_values(net, x)
-            a_star = int(q_total.argmax(1))
-            targets["Q"] = q_total[0, a_star]
+            total = agent.action_values(net, x)
             comps = agent.components(x)
-            if "q" in comps:
-                for k in range(comps["q"].shape[1]):
-                    targets[f"Q{k + 1}"] = comps["q"][0, k, a_star]
-        for name, t in targets.items():
-            (g,) = torch.autograd.grad(t, x, retain_graph=True)
-            grad = g[0].abs()
-            maps[f"sal_{name}"] = (grad.sum(0) if grad.dim() == 3 else grad).cpu().numpy()
-            values[name] = float(t.detach())
+            names = ["Q"] + [f"Q{i + 1}" for i in range(comps["q"].shape[1])] if "q" in comps else ["Q"]
+    a_star = int(total.argmax(1))
+
+    def targets(inp: torch.Tensor) -> torch.Tensor:
+        if agent.name == "rd2":
+            return torch.cat([net.decomposition(inp)["sub_rewards"], net(inp)["q"][:, :, a_star]], 1)
+        cols = [agent.action_values(net, inp)[:, a_star:a_star + 1]]
+        if len(names) > 1:
+            cols.append(agent.components(inp)["q"][:, :, a_star])
+        return torch.cat(cols, 1)
+
+    sal = jacobian_saliency(targets, x)[0]
+    with torch.no_grad():
+        vals = targets(x)[0]
+    for j, name in enumerate(names):
+        maps[f"sal_{name}"] = sal[j].cpu().numpy()
+        values[name] = float(vals[j])
+    if agent.name == "rd2":
+        if masks.shape[-1] == 64 * 7 * 7:
+            for i in range(k):
+                m = masks[i].view(64, 7, 7).mean(0).cpu().numpy()
+                maps[f"mask{i + 1}"] = np.asarray(Image.fromarray((m * 255).astype(np.uint8)).resize(
+                    (obs.shape[-1], obs.shape[-2]), Image.BILINEAR), np.float32) / 255.0
+                values[f"mask{i + 1}_mean"] = float(masks[i].mean())
+        else:
+            for i in range(k):
+                values[f"mask{i + 1}_mean"] = float(masks[i].mean())
     return maps, values, a_star
 
 
@@ -104,7 +127,11 @@ def render_panel(obs: np.ndarray, maps: dict[str, np.ndarray], caption: str) -> 
 def run_saliency(ckpt: str | Path, steps: int = 200, out_dir: str | Path | None = None, png_every: int = 20,
                  epsilon: float | None = None, seed: int = 0, device: str = "auto",
                  show_progress: bool = True) -> dict[str, Any]:
-    agent, cfg, state = load_agent(ckpt, device)
+    from rd2.evaluate import load_agent
+    from rd2.train import episode_seed, make_env
+
+    agent = load_agent(ckpt, device)
+    cfg, state = agent.train_config, {"step": agent.step}
     agent.online.eval()
     ckpt = Path(ckpt)
     out = Path(out_dir) if out_dir else ckpt.parent.parent / f"saliency-{int(state.get('step', 0)):09d}"
