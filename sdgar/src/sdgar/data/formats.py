@@ -63,9 +63,9 @@ def _is_int(s: str) -> bool:
 
 
 def _is_float(s: str) -> bool:
+    """A finite number (NaN / inf scores are refused with the line named)."""
     try:
-        float(s)
-        return True
+        return bool(np.isfinite(float(s)))
     except ValueError:
         return False
 

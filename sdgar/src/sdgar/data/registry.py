@@ -201,7 +201,7 @@ def load_file(path: Path, cfg: DataConfig, name: str, min_count: int = 1) -> Dat
 def synthetic(cfg: DataConfig) -> Dataset:
     spec = SyntheticSpec.preset(cfg.synthetic_size, seed=cfg.synthetic_seed)
     return from_interactions(f"synthetic-{cfg.synthetic_size}", generate(spec), None, 1, cfg.test_frac,
-                             cfg.valid_frac or 0.0, cfg.split_seed)
+                             cfg.valid_frac or 0.0, cfg.split_seed, cfg.split)
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
