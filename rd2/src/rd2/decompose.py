@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 
@@ -271,12 +272,21 @@ def load_or_collect(cfg: DecomposeConfig, spec: EnvSpec, run: RunDir, device: to
     return replay, info
 
 
-def run_decompose(cfg: DecomposeConfig, run: RunDir, device: torch.device, resume: bool = False,
-                  show_progress: bool | None = None, log: Callable[[str], None] = print,
+def run_decompose(cfg: DecomposeConfig, run: RunDir | str | os.PathLike, device: torch.device | str = "auto",
+                  resume: bool = False, show_progress: bool | None = None, log: Callable[[str], None] = print,
                   tensorboard: bool = False) -> dict:
-    """The whole job; returns the contents of purity.json. Raises :class:`DecompositionCollapsed` only through
-    :func:`check_strict` (the CLI's ``--strict``); a NaN/Inf loss or parameter stops with ``NonFiniteError``."""
+    """The whole job; returns the contents of purity.json. ``run`` is a RunDir or a path (a new or empty folder,
+    or with ``resume`` an existing run). Raises :class:`DecompositionCollapsed` only through :func:`check_strict`
+    (the CLI's ``--strict``); a NaN/Inf loss or parameter stops with ``NonFiniteError``."""
     validate(cfg)
+    if not isinstance(run, RunDir):
+        from neurips20_common.cli import prepare_run_dir
+
+        run = prepare_run_dir(run, resume=resume)
+    if not isinstance(device, torch.device):
+        from neurips20_common import select_device
+
+        device = select_device(device)
     gens = seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads)
     spec = resolve_env(cfg.env)
