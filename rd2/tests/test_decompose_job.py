@@ -102,3 +102,20 @@ def test_scaled_reward_target_divides_by_the_largest_raw_reward() -> None:
     rb = _replay_with([0, 20, 100, 120])
     assert reward_scale(rb, make_config("demo", reward_target="scaled")) == 120.0
     assert reward_scale(rb, make_config("demo", reward_target="clipped")) == 1.0
+
+
+def test_health_flags_input_independent_sub_rewards() -> None:
+    from rd2.decompose import health
+
+    cfg = make_config("demo")
+    rng = np.random.default_rng(0)
+    target = rng.choice([-1.0, 0.0, 1.0], size=1000, p=[0.25, 0.5, 0.25]).astype(np.float32)
+    const = np.tile([[0.01, -0.01]], (1000, 1))
+    dead = health(const, target, l_sum_final=0.5, cfg=cfg)
+    assert dead["collapsed"] and len(dead["reasons"]) == 2  # L_sum at its constant value, and no input dependence
+    fit = np.stack([np.maximum(target, 0), np.minimum(target, 0)], 1) + rng.normal(0, 0.05, (1000, 2))
+    ok = health(fit, target, l_sum_final=0.02, cfg=cfg)
+    assert not ok["collapsed"] and not ok["warnings"] and ok["L_sum_ratio"] < 0.1
+    slow = health(fit, target, l_sum_final=0.3, cfg=cfg)
+    assert not slow["collapsed"] and "under-fitted" in slow["warnings"][0]
+    assert health(fit, target, l_sum_final=float("nan"), cfg=cfg)["collapsed"]

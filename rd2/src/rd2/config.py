@@ -58,7 +58,7 @@ class DecomposeConfig:
     torso: str = "auto"  # auto: Nature CNN for frames, MLP for vectors (rd2.torso.make_torso); none: raw vector
     reward_sources: str = ""  # "10=pellet,200=ghost": label raw reward values for purity (default: rd2.purity table)
     keep_replay: bool = False  # write replay.npz into the run dir (else resume collects the same data again)
-    collapse_fraction: float = 0.5  # collapsed if the final L_sum is above this × its constant-prediction value
+    collapse_fraction: float = 0.8  # collapsed if the final L_sum is above this × its constant-prediction value
     decomposition: DecompositionConfig = field(default_factory=atari_decomposition)
 
 
@@ -140,7 +140,7 @@ TRAIN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "rd2": {"dec_lr": 1e-3, "dec_batch_size": 64, "decomposition.mask_type": "const",
                     "decomposition.hidden": 128, "decomposition.mask_gate": "shuffle",
                     "decomposition.mask_init": 2.0, "decomposition.lambda_mini": 0.05,
-                    "decomposition.head_signs": "", "reward_target": "clipped"}},
+                    "decomposition.head_signs": "", "q_hidden": 128}},
 }
 
 

@@ -73,6 +73,8 @@ def validate(cfg: DecomposeConfig) -> None:
         raise UserError(f"--lr must be a positive number, got {cfg.lr!r}")
     if not 0 < cfg.nonzero_fraction < 1:
         raise UserError(f"nonzero_fraction must be in (0, 1), got {cfg.nonzero_fraction!r}")
+    if not 0 < cfg.collapse_fraction <= 1:
+        raise UserError(f"collapse_fraction must be in (0, 1], got {cfg.collapse_fraction!r}")
     if cfg.csv_zero_rows < 0 or cfg.warmup < 0:
         raise UserError("csv_zero_rows and warmup must be >= 0")
     if cfg.reward_sources:
@@ -237,14 +239,18 @@ def health(sub: np.ndarray, target: np.ndarray, l_sum_final: float, cfg: Decompo
     baseline = float(np.var(target))
     head_std = [float(s) for s in sub.std(0)]
     total_std = float(sub.sum(1).std())
-    reasons = []
-    if baseline > 0 and l_sum_final > cfg.collapse_fraction * baseline:
+    reasons, warnings = [], []
+    ratio = l_sum_final / baseline if baseline > 0 else 0.0
+    if baseline > 0 and not ratio <= cfg.collapse_fraction:
         reasons.append(f"L_sum {l_sum_final:.3f} is not below {cfg.collapse_fraction:g} × its constant-prediction "
                        f"value {baseline:.3f}")
+    elif ratio > 0.5:
+        warnings.append(f"L_sum {l_sum_final:.3f} is still {ratio:.0%} of its constant-prediction value "
+                        f"{baseline:.3f}: under-fitted, more --iters may help")
     if baseline > 0 and total_std < 1e-3 * np.sqrt(baseline):
         reasons.append(f"the summed sub-reward is constant over the input (std {total_std:.1e})")
-    return {"collapsed": bool(reasons), "reasons": reasons, "L_sum_final": l_sum_final,
-            "L_sum_constant_prediction": baseline, "sum_std": total_std, "head_std": head_std}
+    return {"collapsed": bool(reasons), "reasons": reasons, "warnings": warnings, "L_sum_final": l_sum_final,
+            "L_sum_constant_prediction": baseline, "L_sum_ratio": ratio, "sum_std": total_std, "head_std": head_std}
 
 
 def load_or_collect(cfg: DecomposeConfig, spec: EnvSpec, run: RunDir, device: torch.device, resume: bool,
@@ -435,7 +441,7 @@ def finish(cfg: DecomposeConfig, model: RewardDecomposition, replay: ReplayBuffe
 
     checks = health(*_health_inputs(model, replay, cfg, spec, device, scale), l_sum_final, cfg)
     if len(names) < 2:
-        checks["reasons"].append(f"only one reward source ({names[0] if names else 'none'}): nothing to "
+        checks["warnings"].append(f"only one reward source ({names[0] if names else 'none'}): nothing to "
                                  "decompose, the purity says nothing")
     _figures(cfg, model, replay, spec, run, device, idx, raw_idx, labels, names, masks, sub, res)
 
@@ -453,8 +459,8 @@ def finish(cfg: DecomposeConfig, model: RewardDecomposition, replay: ReplayBuffe
             "meaningful: the sub-rewards do not depend on the input. Try another --seed, a lower --lr or more "
             "--iters")
     else:
-        for reason in checks["reasons"]:
-            log(f"warning: {reason}")
+        for warning in checks["warnings"]:
+            log(f"warning: {warning}")
         log(line)
     return summary
 

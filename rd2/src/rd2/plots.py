@@ -49,8 +49,8 @@ def plot_mask_maps(frames: np.ndarray | None, masks: np.ndarray, titles: list[st
         fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols + 0.8, 2.4 * n), squeeze=False)
     else:
         cols = 2 if saliency is not None else 1
-        fig, axes = plt.subplots(n, cols, figsize=(5.0 * cols, 0.5 * k + 1.4) if n == 1 else
-                                 (5.0 * cols, (0.5 * k + 1.2) * n), squeeze=False)
+        fig, axes = plt.subplots(n, cols, figsize=(5.0 * cols, (0.5 * k + 1.6) * n), squeeze=False,
+                                 gridspec_kw={"hspace": 0.8})
     for i in range(n):
         row = axes[i]
         sal_hi = float(saliency[i].max()) if saliency is not None else 0.0
