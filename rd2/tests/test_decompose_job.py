@@ -119,3 +119,13 @@ def test_health_flags_input_independent_sub_rewards() -> None:
     slow = health(fit, target, l_sum_final=0.3, cfg=cfg)
     assert not slow["collapsed"] and "under-fitted" in slow["warnings"][0]
     assert health(fit, target, l_sum_final=float("nan"), cfg=cfg)["collapsed"]
+
+
+def test_progress_bar_shows_rate_balanced_purity_and_l_sum(tmp_path) -> None:
+    res = CliRunner().invoke(main, ["decompose", "--env", "toy", "--steps", "2000", "--num-envs", "2", "--iters", "40",
+                                    "--eval-every", "20", "--ckpt-every", "20", "--threads", "1", "--progress",
+                                    "--run-dir", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    assert "decompose MonsterTreasure" in res.output
+    for key in ("upd_s=", "bal_purity=", "L_sum="):
+        assert key in res.output, key

@@ -455,9 +455,9 @@ def finish(cfg: DecomposeConfig, model: RewardDecomposition, replay: ReplayBuffe
     line = (f"{spec.game}: balanced purity {res.balanced:.3f} (purity {res.purity:.3f}) over {res.n} nonzero-reward "
             f"transitions; channels -> {res.as_dict()['mapping']}")
     if checks["collapsed"]:
-        log(f"WARNING: the decomposition FAILED (collapsed): {'; '.join(checks['reasons'])}. Its {line} is not "
-            "meaningful: the sub-rewards do not depend on the input. Try another --seed, a lower --lr or more "
-            "--iters")
+        log(f"WARNING: the decomposition FAILED (collapsed): {'; '.join(checks['reasons'])}. The sub-rewards have "
+            f"not learned to depend on the input, so this is not a result: {line}. Try more --iters, another --seed "
+            "or a lower --lr")
     else:
         for warning in checks["warnings"]:
             log(f"warning: {warning}")
