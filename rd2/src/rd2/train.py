@@ -13,7 +13,8 @@ priorities and (with ``--save-buffer``) the replay restore the run bit for bit o
 The final checkpoint of a run is taken mid-episode; a run resumed from it starts new episodes.
 
 NaN/Inf: the loss of every update and the parameters every ``nan_check_every`` updates are checked; a non-finite
-value stops the run (exit 3) naming the update and the last finite checkpoint, and nothing non-finite is saved.
+value, or a mean Q beyond 10× the largest possible discounted return (divergence before overflow), stops the run
+(exit 3) naming the update and the last finite checkpoint, and nothing non-finite is saved.
 """
 
 from __future__ import annotations
@@ -293,9 +294,9 @@ class Trainer:
             self.envs.close()
             raise
         bar.close()
+        elapsed = time.perf_counter() - t0
         self.envs.close()
         final = self.save(boundary=False)
-        elapsed = time.perf_counter() - t0
         # episodes still running when training stopped never reach progress.csv; report them (a policy that stalls
         # the game shows up here, not in the learning curve)
         unfinished = [{"env": i, "length": int(ep.length[i]), "return_raw": float(ep.raw[i])}
@@ -316,6 +317,14 @@ class Trainer:
         self.updates += 1
         self.means.update(**metrics)
         self.guard.check(self.updates, **{k: v for k, v in metrics.items() if k == "loss" or k.startswith("L_")})
+        # divergence short of overflow: |Q| beyond 10× the largest discounted return of rewards in [-1, 1] per
+        # channel (clipped or scaled targets) cannot come from learning; it only grows until it overflows
+        bound = 10.0 * max(self.agent.num_components, 1) / (1.0 - min(acfg.gamma, 0.999))
+        if abs(metrics.get("q", 0.0)) > bound:
+            raise NonFiniteError(
+                f"training diverged at update {self.updates}: mean Q = {metrics['q']:.3g} exceeds {bound:.0f} "
+                f"(10x the largest possible discounted return); training stopped (the last finite checkpoint is "
+                f"{self.ckpts.latest() or 'none yet'}). Lower the learning rate (see --set lr=...) and start again")
         self.replay.update_priorities(batch.extra["index"].cpu().numpy(), priorities)
         self.guard.check_module(self.updates, self.agent.online)
 

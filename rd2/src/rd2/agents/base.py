@@ -71,6 +71,7 @@ class TensorBatch:
     seq_obs: torch.Tensor | None = None  # (B, n, ...) s_{t+1..t+n} (RD²: learned sub-rewards along the window)
     seq_action: torch.Tensor | None = None  # (B, n) a_{t..t+n-1}
     seq_alive: torch.Tensor | None = None  # (B, n) bool, step j is inside the window
+    seq_reward: torch.Tensor | None = None  # (B, n) raw reward r_{t+j} of the window steps
     extra: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
 
@@ -103,7 +104,8 @@ class Agent:
         if cfg.channels_last:
             for net in (self.online, self.target):
                 _channels_last_inputs(net)
-        self.optimizer = torch.optim.Adam(self.param_groups(), lr=cfg.lr, eps=cfg.adam_eps)
+        # fused Adam: one kernel over all parameters (measured: Adam was ~1/4 of an RD² update on CPU unfused)
+        self.optimizer = torch.optim.Adam(self.param_groups(), lr=cfg.lr, eps=cfg.adam_eps, fused=True)
         self.train_config: Any = None  # set by rd2.evaluate.load_agent: the run's TrainConfig
         self.step = 0  # agent steps trained (set by load_agent)
 

@@ -117,8 +117,9 @@ class AgentReplay:
             seq = self._unstacked(self.buffer.obs(after.reshape(-1)))
             out.seq_obs = _tensor(seq, device).reshape(len(idx), self.n_step, *self.obs_shape)
             out.seq_alive = _tensor(alive, device)
-            out.seq_action = _tensor(self.buffer.action.reshape(-1)[
-                self.buffer.next_index(idx[:, None], np.arange(self.n_step)[None, :])], device)
+            window = self.buffer.next_index(idx[:, None], np.arange(self.n_step)[None, :])  # t..t+n-1
+            out.seq_action = _tensor(self.buffer.action.reshape(-1)[window], device)
+            out.seq_reward = _tensor(self.buffer.reward_raw.reshape(-1)[window], device)
         out.extra["index"] = _tensor(idx, device)
         return out
 

@@ -19,8 +19,10 @@ from rd2.torso import make_torso
 class NoisyLinear(nn.Module):
     """Linear layer with factorized Gaussian noise: w = μ_w + σ_w ⊙ (f(ε_out) f(ε_in)ᵀ), f(x) = sgn(x)√|x|.
 
-    The noise is used in train mode only; ``eval()`` acts with the mean weights. ``reset_noise()`` draws new
-    noise from torch's global RNG (captured by checkpoints, so resume stays exact).
+    Only the two noise vectors are stored. Small batches (acting) never build the noise matrix:
+    x wᵀ = x μ_wᵀ + f(ε_out) ⊙ ((x ⊙ f(ε_in)) σ_wᵀ); learner batches build w (cheaper there). The noise is used in
+    train mode only; ``eval()`` acts with the mean weights. ``reset_noise()`` draws new noise from torch's global RNG
+    (captured by checkpoints, so resume stays exact).
     """
 
     def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5) -> None:
@@ -30,8 +32,8 @@ class NoisyLinear(nn.Module):
         self.weight_sigma = nn.Parameter(torch.empty(out_features, in_features))
         self.bias_mu = nn.Parameter(torch.empty(out_features))
         self.bias_sigma = nn.Parameter(torch.empty(out_features))
-        self.register_buffer("weight_eps", torch.zeros(out_features, in_features))
-        self.register_buffer("bias_eps", torch.zeros(out_features))
+        self.register_buffer("eps_in", torch.zeros(in_features))
+        self.register_buffer("eps_out", torch.zeros(out_features))
         self.reset_parameters()
         self.reset_noise()
 
@@ -47,18 +49,23 @@ class NoisyLinear(nn.Module):
         x = torch.randn(n, device=device)
         return x.sign() * x.abs().sqrt()
 
+    @property
+    def weight_eps(self) -> torch.Tensor:
+        """The (rank-one) weight noise f(ε_out) f(ε_in)ᵀ, for inspection."""
+        return torch.outer(self.eps_out, self.eps_in)
+
     @torch.no_grad()
     def reset_noise(self) -> None:
-        eps_in = self._scaled(self.in_features, self.weight_mu.device)
-        eps_out = self._scaled(self.out_features, self.weight_mu.device)
-        self.weight_eps.copy_(torch.outer(eps_out, eps_in))
-        self.bias_eps.copy_(eps_out)
+        self.eps_in.copy_(self._scaled(self.in_features, self.weight_mu.device))
+        self.eps_out.copy_(self._scaled(self.out_features, self.weight_mu.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            return F.linear(x, self.weight_mu + self.weight_sigma * self.weight_eps,
-                            self.bias_mu + self.bias_sigma * self.bias_eps)
-        return F.linear(x, self.weight_mu, self.bias_mu)
+        if not self.training:
+            return F.linear(x, self.weight_mu, self.bias_mu)
+        bias = self.bias_mu + self.bias_sigma * self.eps_out
+        if x.shape[0] >= 16:  # learner batches: one matmul with the built weight is cheaper (measured on CPU)
+            return F.linear(x, torch.addcmul(self.weight_mu, self.weight_sigma, self.weight_eps), bias)
+        return F.linear(x, self.weight_mu, bias) + F.linear(x * self.eps_in, self.weight_sigma) * self.eps_out
 
 
 def linear(in_features: int, out_features: int, noisy: bool, sigma0: float = 0.5) -> nn.Module:

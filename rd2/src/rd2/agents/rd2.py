@@ -60,6 +60,13 @@ class RD2Config(RainbowConfig):
     dec_balance: str = "raw"  # reward-balanced decomposition batch (raw | clipped | none)
     dec_nonzero_fraction: float = 0.5
     reward_target: str = "scaled"  # scaled: r / max|r| (the learned r̂ and Q_k in those units); clipped: sign(r)
+    # width of each sub-Q head's hidden layer; 0 = hidden // K, so the K heads together are as wide as Rainbow's one
+    # head (the same capacity and cost; [UNVERIFIED]: the paper's head sizes were not available)
+    q_hidden: int = 0
+    # r̂ along the n-step window: "learned" r̂_k(s_{t+j+1}) at every step (spec §3.3), or "nonzero": 0 where the
+    # observed reward r_{t+j} is 0 (the hard form of L_zero; the target net then runs only on rewarded steps and
+    # the bootstrap state)
+    window_rewards: str = "learned"
     decomposition: DecompositionConfig = field(default_factory=atari_decomposition)
 
 
@@ -83,7 +90,7 @@ class RD2Network(nn.Module):
         else:  # toy: the features are the coordinates themselves (spec §3.1)
             torso, n_features, fmap = None, int(np.prod(obs_shape)), None
         self.decomposition = RewardDecomposition(dcfg, n_features, n_actions, torso, fmap)
-        hidden = cfg.hidden
+        hidden = cfg.q_hidden or max(cfg.hidden // k, 1)
         self.q_heads = nn.ModuleList(ValueHead(n_features, n_actions, hidden, 1, cfg.dueling, cfg.noisy, cfg.sigma0)
                                      for _ in range(k))
         self.total_head = (ValueHead(n_features, n_actions, hidden, cfg.atoms, cfg.dueling, cfg.noisy, cfg.sigma0)
@@ -120,6 +127,8 @@ class RD2Agent(Agent):
         super().__init__(*args, **kwargs)
         if self.cfg.mode not in ("sum", "aux"):
             raise ValueError(f"unknown RD² mode {self.cfg.mode!r}: use sum (option A) or aux (option B)")
+        if self.cfg.window_rewards not in ("learned", "nonzero"):
+            raise ValueError(f"unknown window_rewards {self.cfg.window_rewards!r}: use learned or nonzero")
         if self.cfg.reward_target not in ("scaled", "clipped"):
             raise ValueError(f"unknown reward_target {self.cfg.reward_target!r}: use scaled or clipped")
         self.z = support(self.cfg.v_min, self.cfg.v_max, self.cfg.atoms, self.device)
@@ -223,10 +232,19 @@ class RD2Agent(Agent):
         """One target-net pass over s_{t+1..t+n}: the learned sub-rewards along the window, and the heads at
         s_{t+n_used} (the bootstrap state is inside the window)."""
         b, n = batch.seq_obs.shape[:2]
-        out = self.target.decomposition(batch.seq_obs.flatten(0, 1))
+        flat = batch.seq_obs.flatten(0, 1)
         rows = torch.arange(b, device=batch.n_used.device) * n + (batch.n_used - 1).clamp(min=0)
-        heads = self.target.heads(out["features"][rows], out["masks"][rows])
-        return {"r_hat": out["sub_rewards"].view(b, n, -1), **heads}
+        if self.cfg.window_rewards == "learned":
+            out = self.target.decomposition(flat)
+            heads = self.target.heads(out["features"][rows], out["masks"][rows])
+            return {"r_hat": out["sub_rewards"].view(b, n, -1), **heads}
+        # "nonzero": one pass over the bootstrap states and the rewarded window steps only
+        rewarded = torch.nonzero(batch.seq_reward.flatten() != 0).flatten()
+        out = self.target.decomposition(flat[torch.cat([rows, rewarded])])
+        heads = self.target.heads(out["features"][:b], out["masks"][:b])
+        r_hat = out["sub_rewards"].new_zeros(b * n, self.num_components)
+        r_hat[rewarded] = out["sub_rewards"][b:]
+        return {"r_hat": r_hat.view(b, n, -1), **heads}
 
     def vector_target(self, batch: TensorBatch, window: dict[str, torch.Tensor] | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:

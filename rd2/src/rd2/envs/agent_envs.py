@@ -46,7 +46,8 @@ def make_env(cfg: TrainConfig) -> gym.Env:
 
 
 def episode_seed(seed: int, env_index: int, episode: int) -> int:
-    return int(np.random.SeedSequence([seed, env_index, episode]).generate_state(1)[0])
+    """The reset seed of episode ``episode`` of env ``env_index`` (< 2^31: the native env takes C ints)."""
+    return int(np.random.SeedSequence([seed, env_index, episode]).generate_state(1)[0]) % (2**31 - 1)
 
 
 @dataclass
@@ -146,9 +147,7 @@ class AgentEnvs:
         mask = np.zeros(self.num_envs, bool)
         mask[ids] = True
         order = np.argsort(ids)  # reset_mask order: ascending env index
-        seed_arr = np.empty(len(ids), np.int64)
-        seed_arr[:] = seeds[order]
-        obs, _ = self.vec.reset(seed=seed_arr, options={"reset_mask": mask})
+        obs, _ = self.vec.reset(seed=seeds[order], options={"reset_mask": mask})
         return obs[ids]
 
     def send(self, actions: np.ndarray) -> None:
