@@ -120,10 +120,10 @@ def test_augment_is_differentiable_and_adapts() -> None:
     grad.sum().backward()  # double backward (R1 through the augmentation) works
     ada = AdaptiveAugment(target=0.6, interval=4, kimg=0.1, batch=8)
     for step in range(8):  # D confident on reals: r_t = 1 > 0.6 → p rises by 8·4/100 every 4 iterations
-        ada.observe(torch.ones(8), step)
+        ada.observe(1.0, step)
     assert ada.p == pytest.approx(0.64)
     for step in range(8, 40):
-        ada.observe(-torch.ones(8), step)
+        ada.observe(-1.0, step)
     assert ada.p == 0.0
 
 
@@ -149,3 +149,20 @@ def test_resume_is_exact_with_ada(tmp_path: Path) -> None:
         b.train_step()
     assert a.ada.p == b.ada.p and a.ada.p != 0.5  # p moved and was restored
     assert all(torch.equal(v, b.G.state_dict()[k]) for k, v in a.G.state_dict().items())
+
+
+def test_tensorboard_logs_the_metrics_scalars(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["train", "--preset", "tiny", "--kimg", "0.08", "--run-dir", str(run),
+                                    "--device", "cpu", "--threads", "1", "--tensorboard"])
+    assert res.exit_code == 0, res.output
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"loss_d", "loss_g", "fd"} <= tags
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert set(header) - {"step"} == tags  # the same scalars as metrics.csv
+    assert [e.step for e in acc.Scalars("loss_d")] == [5, 10]

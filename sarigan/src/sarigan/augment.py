@@ -70,10 +70,11 @@ class AdaptiveAugment:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return augment(x, self.p)
 
-    def observe(self, real_logits: torch.Tensor, step: int) -> None:
-        """Accumulate sign(D(real)); every ``interval`` iterations move p towards r_t = target."""
-        self._sum += float(torch.sign(real_logits.detach().float()).sum())
-        self._n += real_logits.numel()
+    def observe(self, sign_mean: float, step: int) -> None:
+        """Accumulate E[sign(D(real))] of one iteration (already averaged over processes); every ``interval``
+        iterations move p towards r_t = target."""
+        self._sum += float(sign_mean)
+        self._n += 1
         if (step + 1) % self.interval == 0 and self._n:
             r_t = self._sum / self._n
             adjust = (1.0 if r_t > self.target else -1.0) * self.batch * self.interval / (self.kimg * 1000)

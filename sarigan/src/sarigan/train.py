@@ -191,7 +191,7 @@ class Trainer:
             real_logit, _ = D(self.aug(real))
             fake_logit, q = D(self.aug(fakes.image))
         if self.ada is not None:
-            self.ada.observe(real_logit, self.step)
+            self.ada.observe(self._mean_over_ranks(torch.sign(real_logit.detach().float()).mean()).item(), self.step)
             stats["ada_p"] = self.ada.p
         loss_d = d_logistic(real_logit.float(), fake_logit.float())
         stats["loss_d"] = loss_d.item()
