@@ -137,3 +137,16 @@ def test_data_info_and_list() -> None:
     assert "density" in result.output and "300" in result.output
     result = run("data", "list")
     assert result.exit_code == 0 and "gowalla" in result.output
+
+
+def test_tensorboard_flag(tmp_path: Path) -> None:
+    from neurips20_common.cli import tensorboard_available
+
+    result = run("train", "--data", "synthetic", "--model", "bpr", "--epochs", "2", "--tensorboard",
+                 "--run-dir", str(tmp_path / "tb"), *FAST[:6])
+    if tensorboard_available():
+        assert result.exit_code == 0, result.output
+        assert list((tmp_path / "tb" / "tb").glob("events.out.tfevents.*"))
+    else:
+        assert result.exit_code == 2 and "needs the tensorboard package" in result.output
+        assert not (tmp_path / "tb").exists()

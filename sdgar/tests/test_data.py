@@ -268,3 +268,49 @@ def test_cli_download_into_registry_folder(server, tmp_path: Path, monkeypatch: 
     info = CliRunner().invoke(main, ["data", "info", "loopback", "--data-root", str(tmp_path / "data")])
     assert info.exit_code == 0, info.output
     assert "interactions: 7" in info.output
+
+
+def test_uir_whitespace_splits_and_detection(tmp_path: Path) -> None:
+    folder = tmp_path / "selfrec"
+    folder.mkdir()
+    write(folder / "train.txt", "0 1 1.0\n0 2 1.0\n1 2 1.0\n2 0 1.0\n")  # SELFRec / RecBole export style
+    write(folder / "test.txt", "0 3 1.0\n1 0 1.0\n")
+    assert F.detect(folder / "train.txt")[0] == "uir"
+    data = load_dataset(DataConfig(data=str(folder)))
+    assert (data.n_users, data.n_items, data.test.nnz) == (3, 4, 2)
+    assert "format uir" in data.report[0]
+    write(tmp_path / "pairs.txt", "7 1\n7 2\n8 2\n")
+    assert F.detect(tmp_path / "pairs.txt")[0] == "uir"
+    assert F.read_uir(tmp_path / "pairs.txt")["item"].tolist() == [1, 2, 2]
+    with pytest.raises(DataFormatError) as exc:
+        F.read_uir(write(tmp_path / "bad.txt", "0 1 1.0\n0 2\n"))
+    bad_line(exc, tmp_path / "bad.txt", 2)
+
+
+def test_headerless_amazon_csv_says_what_was_detected_and_dropped(tmp_path: Path) -> None:
+    rows = [f"u{u},i{i},{5.0 if (u + i) % 3 else 2.0},{1000 + i}" for u in range(6) for i in range(5)]
+    path = write(tmp_path / "ratings.csv", "\n".join(rows + rows[:2]) + "\n")
+    data = load_dataset(DataConfig(data=str(path)))
+    text = "\n".join(data.report)
+    assert "format amazon-csv" in text and "no header" in text and "32 rows" in text
+    assert "rating ≥ 4.0 kept 21 of 32 rows (11 dropped)" in text
+    assert "1 duplicate (user, item) rows dropped" in text
+
+
+def test_temporal_and_leave_last_splits() -> None:
+    import pandas as pd
+
+    users = np.repeat(np.arange(4), 5)
+    stamps = np.tile(np.arange(5), 4) * 10 + users
+    df = pd.DataFrame({"user": users, "item": np.arange(20), "timestamp": stamps})
+    temporal = from_interactions("t", df, None, 1, 0.4, 0.0, seed=0, split="temporal")
+    for u in range(4):
+        latest = set(np.argsort(-stamps[users == u])[:2] + 5 * u)
+        assert set(temporal.test[u].indices) == latest  # ⌈0.4·5⌉ = 2 newest items
+    loo = from_interactions("l", df, None, 1, 0.2, 0.3, seed=0, split="leave_last")
+    assert (np.diff(loo.test.indptr) == 1).all() and (np.diff(loo.valid.indptr) == 1).all()
+    assert (loo.test.indices == np.arange(4) * 5 + 4).all() and (loo.valid.indices == np.arange(4) * 5 + 3).all()
+    with pytest.raises(UserError, match="needs timestamps"):
+        from_interactions("x", df.drop(columns="timestamp"), split="temporal")
+    with pytest.raises(UserError, match="split 'later'"):
+        DataConfig(split="later")

@@ -46,6 +46,9 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--test-frac", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
                      help="Test share of each user's items for a raw file [default: 0.2]."),
         click.option("--min-count", type=POSITIVE, default=None, help="k-core filter of a raw file."),
+        click.option("--pos-threshold", type=float, default=None,
+                     help="A rating ≥ this is a positive [default: 4 for rated formats (official), none for "
+                          "uir, echonest and SNAP check-ins]."),
         click.option("--sep", default=None, help="Field separator of a --format csv file [default: ,]."),
         click.option("--user-col", default=None, help="User column of a --format csv file [default: user]."),
         click.option("--item-col", default=None, help="Item column of a --format csv file [default: item]."),
@@ -60,8 +63,8 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 DATA_KEYS = {"data_root": "data_root", "fmt": "format", "synthetic_size": "synthetic_size",
              "valid_frac": "valid_frac", "split": "split", "test_frac": "test_frac", "min_count": "min_count",
-             "sep": "csv_sep", "user_col": "user_col", "item_col": "item_col", "rating_col": "rating_col",
-             "timestamp_col": "timestamp_col"}
+             "pos_threshold": "pos_threshold", "sep": "csv_sep", "user_col": "user_col", "item_col": "item_col",
+             "rating_col": "rating_col", "timestamp_col": "timestamp_col"}
 
 
 def _data_overrides(data: str | None, **opts: Any) -> dict[str, Any]:

@@ -24,7 +24,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from neurips20_common import NonFiniteError, RunDir, UserError, select_device
-from neurips20_common.cli import check_fraction, check_nonnegative, check_positive, prepare_run_dir
+from neurips20_common.cli import (
+    check_fraction,
+    check_nonnegative,
+    check_positive,
+    prepare_run_dir,
+    tensorboard_available,
+)
 from neurips20_common.errors import as_user_error
 
 from sdgar import __version__
@@ -177,8 +183,11 @@ def run_training(config: RunConfig, data: Dataset, run_dir: str | os.PathLike, r
     from sdgar.train import train
 
     validate(config)
+    if config.train.tensorboard and not tensorboard_available():
+        raise UserError("--tensorboard needs the tensorboard package (pip install tensorboard), or pass "
+                        "--no-tensorboard")
     resolve_device(config)
-    run = prepare_run_dir(run_dir, resume=resume, force=force)
+    run = _Run(prepare_run_dir(run_dir, resume=resume, force=force).path, config.train.tensorboard)
     if not resume or not (run.path / ARTIFACT).is_file():
         write_artifact(run.path / ARTIFACT, data)
     summary: dict[str, Any] = {"status": "running", "model": config.train.model, "data": data.name,
@@ -192,6 +201,19 @@ def run_training(config: RunConfig, data: Dataset, run_dir: str | os.PathLike, r
                          "best": result.best, "final": result.last,
                          "selected_on": "valid" if data.valid is not None else "test"})
     return result
+
+
+class _Run(RunDir):
+    """The run dir handed to the trainer: its metrics logger also writes TensorBoard events (``<run>/tb``, the same
+    scalars as metrics.csv) when ``train.tensorboard`` is on."""
+
+    def __init__(self, path: str | os.PathLike, tensorboard: bool) -> None:
+        super().__init__(path)
+        self.tensorboard = tensorboard
+
+    def metrics(self, resume_step: int | None = None, step_key: str = "step",
+                tensorboard: bool | None = None) -> Any:
+        return super().metrics(resume_step, step_key, self.tensorboard if tensorboard is None else tensorboard)
 
 
 def _best_so_far(run: RunDir) -> dict[str, Any]:

@@ -201,7 +201,7 @@ def from_interactions(name: str, df: pd.DataFrame, threshold: float | None = Non
     """
     report: list[str] = []
     n0 = len(df)
-    rated = binarize(df, threshold) if threshold is not None and "rating" in df.columns else df
+    rated = df[df["rating"] >= threshold] if threshold is not None and "rating" in df.columns else df
     if len(rated) != n0:
         report.append(f"rating ≥ {threshold} kept {len(rated)} of {n0} rows ({n0 - len(rated)} dropped)")
     deduped = rated.drop_duplicates(["user", "item"])

@@ -26,7 +26,10 @@ class DataConfig:
     data: str = "synthetic"  # a registry name, 'synthetic', or a path to a folder/file
     data_root: str | None = None
     format: str = "auto"  # one of formats.READERS, or auto
-    pos_threshold: float = 4.0  # rating ≥ 4 is positive (official loader: r > 3.99, spec 'Porting gotchas')
+    # rating ≥ this is positive. None = the format's own: 4 for rated formats (official loader: r > 3.99, spec
+    # 'Porting gotchas'), none for implicit-feedback formats (uir exports such as SELFRec's list every positive
+    # with rating 1; echonest play counts; SNAP check-ins)
+    pos_threshold: float | None = None
     min_count: int | None = None  # k-core of raw files; None = the dataset's default (10 for SNAP Gowalla, else 1)
     test_frac: float = 0.2  # ⌈20%⌉ of each user's items (spec §3.1)
     # validation split taken from train, on which the best checkpoint is chosen. None = by the data: 0 for the
@@ -120,6 +123,8 @@ KNOWN: dict[str, Entry] = {
         "https://cseweb.ucsd.edu/~jmcauley/datasets/amazon/links.html"),
 }
 
+RATED_THRESHOLD = 4.0
+IMPLICIT_FORMATS = ("uir", "echonest", "snap-gowalla")  # every line is a positive unless --pos-threshold says
 SPLIT_FORMATS = ("sdgar", "lightgcn", "uir")  # formats of a ready train.txt + test.txt
 RAW_PATTERNS = ("loc-gowalla_totalCheckins.txt*", "ratings.dat", "train_triplets.txt*", "users.dat", "*.inter",
                 "ratings_*.csv", "*.json.gz", "*.json", "*.csv", "*.tsv")
@@ -164,7 +169,7 @@ def load_folder(folder: Path, cfg: DataConfig, name: str, min_count: int = 1) ->
                             "a single raw file")
         read = formats.READERS[fmt]
         tr, te = read(train), read(test)
-        data = from_split(name, tr, te, cfg.pos_threshold if "rating" in tr.columns else None, (train, test))
+        data = from_split(name, tr, te, threshold_for(fmt, cfg) if "rating" in tr.columns else None, (train, test))
         data.report.insert(0, f"{folder}: ready split train.txt + test.txt, format {fmt} ({why}); "
                               f"{len(tr)} train / {len(te)} test lines")
         return with_validation(data, cfg.valid_frac or 0.0, cfg.split_seed)
@@ -180,6 +185,12 @@ def load_folder(folder: Path, cfg: DataConfig, name: str, min_count: int = 1) ->
                     f"matching {', '.join(RAW_PATTERNS)}")
 
 
+def threshold_for(fmt: str, cfg: DataConfig) -> float | None:
+    if cfg.pos_threshold is not None:
+        return cfg.pos_threshold
+    return None if fmt in IMPLICIT_FORMATS else RATED_THRESHOLD
+
+
 def load_file(path: Path, cfg: DataConfig, name: str, min_count: int = 1) -> Dataset:
     fmt, why = (cfg.format, "--format") if cfg.format != "auto" else formats.detect(path)
     if fmt not in formats.READERS:
@@ -191,7 +202,7 @@ def load_file(path: Path, cfg: DataConfig, name: str, min_count: int = 1) -> Dat
     if fmt == "snap-gowalla" and cfg.min_count is None:
         min_count = 10
     k = cfg.min_count if cfg.min_count is not None else min_count
-    threshold = None if fmt in ("echonest", "snap-gowalla") else cfg.pos_threshold
+    threshold = threshold_for(fmt, cfg)
     data = from_interactions(name, df, threshold, k, cfg.test_frac, cfg.valid_frac or 0.0, cfg.split_seed,
                              cfg.split)
     data.report.insert(0, f"{path}: format {fmt} ({why}); {len(df)} rows with columns {', '.join(df.columns)}")
