@@ -314,3 +314,15 @@ def test_temporal_and_leave_last_splits() -> None:
         from_interactions("x", df.drop(columns="timestamp"), split="temporal")
     with pytest.raises(UserError, match="split 'later'"):
         DataConfig(split="later")
+
+
+def test_validation_leaves_every_user_a_training_item() -> None:
+    import pandas as pd
+
+    users = np.repeat(np.arange(3), [2, 3, 10])
+    df = pd.DataFrame({"user": users, "item": np.arange(len(users))})
+    data = from_interactions("v", df, None, 1, 0.2, 0.1, seed=0)
+    assert (np.diff(data.train.indptr) >= 1).all()
+    assert np.diff(data.valid.indptr).tolist() == [0, 1, 1]  # ⌈0.1·n⌉ capped at n − 1
+    tiny = from_interactions("w", df[df.user == 0], None, 1, 0.2, 0.1, seed=0)  # 2 items: 1 test, 1 train
+    assert tiny.valid is None and any("no user has a training item to spare" in r for r in tiny.report)

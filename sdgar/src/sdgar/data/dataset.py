@@ -229,9 +229,12 @@ def from_interactions(name: str, df: pd.DataFrame, threshold: float | None = Non
     if valid_frac > 0:
         idx = np.flatnonzero(train_mask)
         vfrac = valid_frac if split != "leave_last" else None
-        vmask = per_user_split(users[idx], vfrac, rng, order=None if when is None else when[idx])
-        valid = csr(users[idx[vmask]], items[idx[vmask]], shape)
-        train_mask[idx[vmask]] = False
+        vmask = per_user_split(users[idx], vfrac, rng, order=None if when is None else when[idx], keep_one=True)
+        if vmask.any():
+            valid = csr(users[idx[vmask]], items[idx[vmask]], shape)
+            train_mask[idx[vmask]] = False
+        else:
+            report.append(NO_VALID)
     report.append(f"{split} per-user split: {int(train_mask.sum())} train / "
                   f"{0 if valid is None else valid.nnz} valid / {int(held.sum())} test")
     data = Dataset(name, csr(users[train_mask], items[train_mask], shape), csr(users[held], items[held], shape),
@@ -240,13 +243,20 @@ def from_interactions(name: str, df: pd.DataFrame, threshold: float | None = Non
     return data
 
 
+NO_VALID = ("warning: no user has a training item to spare for validation; the best checkpoint is chosen on test "
+            "(the official protocol)")
+
+
 def with_validation(data: Dataset, valid_frac: float, seed: int) -> Dataset:
     """Move ⌈valid_frac⌉ of each user's training items to a validation split (for pre-split datasets)."""
     if valid_frac <= 0:
         return data
     coo = data.train.tocoo()
     users, items = coo.row.astype(np.int64), coo.col.astype(np.int64)
-    vmask = per_user_split(users, valid_frac, np.random.default_rng(seed))
+    vmask = per_user_split(users, valid_frac, np.random.default_rng(seed), keep_one=True)
+    if not vmask.any():
+        data.report.append(NO_VALID)
+        return data
     shape = data.train.shape
     return Dataset(data.name, csr(users[~vmask], items[~vmask], shape), data.test, data.user_ids, data.item_ids,
                    csr(users[vmask], items[vmask], shape), data.report)

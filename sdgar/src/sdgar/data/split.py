@@ -11,8 +11,11 @@ import numpy as np
 
 
 def per_user_split(users: np.ndarray, frac: float | None, rng: np.random.Generator, rounding: str = "ceil",
-                   order: np.ndarray | None = None) -> np.ndarray:
-    """Boolean mask of the interactions that go to the held-out part (⌈frac·n_u⌉ per user by default)."""
+                   order: np.ndarray | None = None, keep_one: bool = False) -> np.ndarray:
+    """Boolean mask of the interactions that go to the held-out part (⌈frac·n_u⌉ per user by default).
+
+    ``keep_one`` leaves every user at least one item (validation splits: a user's last training item stays).
+    """
     if frac is not None and not 0.0 <= frac < 1.0:
         raise ValueError(f"split fraction must be in [0, 1), got {frac}")
     users = np.asarray(users)
@@ -36,6 +39,8 @@ def per_user_split(users: np.ndarray, frac: float | None, rng: np.random.Generat
         held = np.floor(want + 1e-9)
     else:
         held = np.round(want)
+    if keep_one:
+        held = np.minimum(held, counts - 1)
     n_held = np.repeat(held.astype(np.int64), counts)
     mask = np.zeros(n, dtype=bool)
     mask[order] = rank < n_held
