@@ -29,8 +29,10 @@ from torch import nn
 ALGOS = ("dqn", "rainbow", "rd2", "drdrl", "hra")
 
 
-def reference_sps(env_id: str, warmup: int, steps: int, buffer: int, threads: int, seed: int = 0) -> float:
-    """CleanRL dqn_atari's loop (1 env, batch 32, train_frequency 4, target every 1000 steps, MSE, Adam 1e-4)."""
+def reference_sps(env_id: str, warmup: int, steps: int, buffer: int, threads: int, seed: int = 0,
+                  device: str = "cpu") -> tuple[float, float]:
+    """CleanRL dqn_atari's loop (1 env, batch 32, train_frequency 4, target every 1000 steps, MSE, Adam 1e-4).
+    Returns (SPS, seconds spent in its gradient updates)."""
     from rd2.envs.atari import make_env
 
     torch.set_num_threads(threads)
@@ -44,7 +46,8 @@ def reference_sps(env_id: str, warmup: int, steps: int, buffer: int, threads: in
                              nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(),
                              nn.Linear(512, n_actions))
 
-    q, target = q_net(), q_net()
+    dev = torch.device(device)
+    q, target = q_net().to(dev), q_net().to(dev)
     target.load_state_dict(q.state_dict())
     opt = torch.optim.Adam(q.parameters(), lr=1e-4)
     obs_buf = np.zeros((buffer, 4, 84, 84), np.uint8)
@@ -53,7 +56,7 @@ def reference_sps(env_id: str, warmup: int, steps: int, buffer: int, threads: in
     rew_buf = np.zeros(buffer, np.float32)
     done_buf = np.zeros(buffer, np.float32)
     obs, _ = env.reset(seed=seed)
-    t0 = 0.0
+    t0 = t_update = 0.0
     for step in range(warmup + steps):
         if step == warmup:
             t0 = time.perf_counter()
@@ -62,7 +65,7 @@ def reference_sps(env_id: str, warmup: int, steps: int, buffer: int, threads: in
             action = int(rng.integers(n_actions))
         else:
             with torch.no_grad():
-                action = int(q(torch.as_tensor(obs[None]).float() / 255.0).argmax(1))
+                action = int(q(torch.as_tensor(obs[None], device=dev).float() / 255.0).argmax(1))
         next_obs, reward, term, trunc, _ = env.step(action)
         i = step % buffer
         obs_buf[i], next_buf[i], act_buf[i], rew_buf[i], done_buf[i] = obs, next_obs, action, np.sign(reward), term
@@ -70,24 +73,31 @@ def reference_sps(env_id: str, warmup: int, steps: int, buffer: int, threads: in
         if term or trunc:
             obs, _ = env.reset()
         if step >= warmup and step % 4 == 0:
+            tu = time.perf_counter()
             idx = rng.integers(0, min(step + 1, buffer), size=32)
+
+            def t(x: np.ndarray) -> torch.Tensor:
+                return torch.as_tensor(x, device=dev)
+
             with torch.no_grad():
-                y = torch.as_tensor(rew_buf[idx]) + 0.99 * target(
-                    torch.as_tensor(next_buf[idx]).float() / 255.0).max(1).values * (1 - torch.as_tensor(done_buf[idx]))
-            pred = q(torch.as_tensor(obs_buf[idx]).float() / 255.0).gather(1, torch.as_tensor(act_buf[idx])[:, None])
+                y = t(rew_buf[idx]) + 0.99 * target(t(next_buf[idx]).float() / 255.0).max(1).values * (
+                    1 - t(done_buf[idx]))
+            pred = q(t(obs_buf[idx]).float() / 255.0).gather(1, t(act_buf[idx])[:, None])
             loss = ((pred.squeeze(1) - y) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
+            t_update += time.perf_counter() - tu
         if step % 1000 == 0:
             target.load_state_dict(q.state_dict())
     sps = steps / (time.perf_counter() - t0)
     env.close()
-    return sps
+    return sps, t_update
 
 
 def ours_sps(algo: str, env_id: str, num_envs: int, warmup: int, steps: int, buffer: int, threads: int,
-             backend: str, compile_nets: bool = False, seed: int = 0) -> float:
+             backend: str, compile_nets: bool = False, seed: int = 0, extra: dict | None = None,
+             device: str = "cpu") -> float:
     """rd2.train.Trainer: warm-up run (no updates), then the measured run continues the same trainer."""
     from neurips20_common import RunDir
 
@@ -97,10 +107,10 @@ def ours_sps(algo: str, env_id: str, num_envs: int, warmup: int, steps: int, buf
     warmup = -(-warmup // num_envs) * num_envs
     steps = -(-steps // num_envs) * num_envs
     cfg = TrainConfig(env=env_id, algo=algo, preset="cpu", frames=4 * warmup, seed=seed, num_envs=num_envs,
-                      backend=backend, eval_every=0, ckpt_every=0, progress=False, threads=threads, device="cpu",
-                      compile=compile_nets)
+                      backend=backend, eval_every=0, ckpt_every=0, progress=False, threads=threads, device=device,
+                      compile=compile_nets, replay_device="cpu" if device == "cpu" else "device")
     acfg = agent_config(algo, "cpu", {"hidden": 512, "buffer_size": buffer, "learning_starts": warmup,
-                                      "batch_size": 32, "train_freq": 4})
+                                      "batch_size": 32, "train_freq": 4, **(extra or {})})
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, acfg, RunDir(Path(tmp) / "run"))
         trainer.train()  # warm-up: the replay fills, no update yet
@@ -120,35 +130,49 @@ def main() -> None:
     p.add_argument("--buffer", type=int, default=10_000)
     p.add_argument("--threads", type=int, default=1, help="torch threads, the same for every row")
     p.add_argument("--backend", default="auto", help="our Atari env backend: auto (native ale), ale, python")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (replay frames on the device for ours)")
     p.add_argument("--compile", action="store_true", help="also rows with torch.compile'd networks (dqn, rd2)")
     p.add_argument("--out", default="rd2/benchmarks/results/sps.csv")
     args = p.parse_args()
     rows = []
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; torch threads {args.threads}; "
-          f"{os.cpu_count()} CPUs; env {args.env}; batch 32, 1 update / 4 env steps, hidden 512", flush=True)
-    ref = reference_sps(args.env, args.warmup, args.steps, args.buffer, args.threads)
+          f"{os.cpu_count()} CPUs; device {args.device}; env {args.env}; batch 32, 1 update / 4 env steps, hidden 512",
+          flush=True)
+    ref, t_update = reference_sps(args.env, args.warmup, args.steps, args.buffer, args.threads, device=args.device)
     rows.append({"loop": "reference (CleanRL dqn_atari)", "algo": "dqn", "num_envs": 1, "sps": ref})
-    print(f"{'reference (CleanRL dqn_atari)':32s} envs 1: {ref:7.1f} SPS", flush=True)
-    variants = [(a, n, False) for a in args.algos.split(",") for n in map(int, args.envs.split(","))]
+    share = t_update * ref / args.steps
+    print(f"{'reference (CleanRL dqn_atari)':32s} envs 1: {ref:7.1f} SPS; its updates take {100 * share:.0f}% of "
+          f"its time: with the same updates no loop exceeds {args.steps / t_update:.0f} SPS "
+          f"({1 / share:.2f}x) at this replay ratio", flush=True)
+    most = max(map(int, args.envs.split(",")))
+    variants = [(a, n, False, {}) for a in args.algos.split(",") for n in map(int, args.envs.split(","))]
+    if "rd2" in args.algos.split(","):  # the faster RD² target (r̂ = 0 on zero-reward steps, see rd2.agents.rd2)
+        variants.append(("rd2", most, False, {"window_rewards": "nonzero"}))
     if args.compile:
-        variants += [(a, max(map(int, args.envs.split(","))), True) for a in ("dqn", "rd2")]
-    for algo, n, comp in variants:
-        sps = ours_sps(algo, args.env, n, args.warmup, args.steps, args.buffer, args.threads, args.backend, comp)
-        name = f"rd2 train{' (compiled)' if comp else ''}"
+        variants += [(a, most, True, {}) for a in ("dqn", "rd2")]
+    for algo, n, comp, extra in variants:
+        sps = ours_sps(algo, args.env, n, args.warmup, args.steps, args.buffer, args.threads, args.backend, comp,
+                       extra=extra, device=args.device)
+        name = "rd2 train" + (" (compiled)" if comp else "") + "".join(f" {k}={v}" for k, v in extra.items())
         rows.append({"loop": name, "algo": algo, "num_envs": n, "sps": sps})
         print(f"{name + ' ' + algo:32s} envs {n}: {sps:7.1f} SPS  ({sps / ref:4.2f}x reference)", flush=True)
     dqn = {r["num_envs"]: r["sps"] for r in rows if r["algo"] == "dqn" and r["loop"] == "rd2 train"}
+    rainbow = {r["num_envs"]: r["sps"] for r in rows if r["algo"] == "rainbow" and r["loop"] == "rd2 train"}
     for r in rows:
         r["x_reference"] = r["sps"] / ref
         base = dqn.get(r["num_envs"])
-        r["time_per_frame_vs_dqn"] = base / r["sps"] if base and r["loop"] != "reference (CleanRL dqn_atari)" else ""
+        ours = r["loop"] != "reference (CleanRL dqn_atari)"
+        r["time_per_frame_vs_dqn"] = base / r["sps"] if base and ours else ""
+        r["time_per_frame_vs_rainbow"] = rainbow[r["num_envs"]] / r["sps"] if r["num_envs"] in rainbow and ours else ""
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print("\ntime per frame relative to our DQN at the same num_envs:")
+    print("\ntime per frame relative to our DQN (and Rainbow) at the same num_envs:")
     for r in rows:
         if r["time_per_frame_vs_dqn"] != "":
-            print(f"  {r['algo']:8s} envs {r['num_envs']}: {r['time_per_frame_vs_dqn']:.2f}x")
+            vs_rb = r["time_per_frame_vs_rainbow"]
+            print(f"  {r['loop'][9:] + ' ' + r['algo']:34s} envs {r['num_envs']}: {r['time_per_frame_vs_dqn']:.2f}x DQN"
+                  + (f", {vs_rb:.2f}x Rainbow" if vs_rb != "" else ""))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as fh:

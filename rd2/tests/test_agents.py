@@ -158,3 +158,32 @@ def test_every_agent_takes_a_step_on_frames(algo: str) -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.online.parameters(), strict=True))
     actions = agent.act(rng.integers(0, 255, (3, 4, 84, 84), dtype=np.uint8), 0.0, rng)
     assert actions.shape == (3,) and actions.max() < 4
+
+
+def test_rd2_starts_from_a_decompose_checkpoint(tmp_path) -> None:
+    """init_decomposition: the agent takes the decompose run's decomposition settings (resolved sign prior, reward
+    target, balancing) and its torso / masks / reward heads, in the online and the target net."""
+    import dataclasses
+
+    from neurips20_common import RunDir, save_checkpoint
+
+    from rd2.config import DecomposeConfig, TrainConfig, atari_decomposition
+    from rd2.decompose import build_model
+    from rd2.train import Trainer
+
+    dcfg = DecomposeConfig(env="Gopher", balance="raw", reward_target="scaled",
+                           decomposition=dataclasses.replace(atari_decomposition(), head_signs="+,+", hidden=32))
+    torch.manual_seed(1)
+    model = build_model(dcfg, (4, 84, 84), 8)
+    save_checkpoint(tmp_path / "dec" / "checkpoints" / "ckpt-000000010.pt",
+                    {"model": model.state_dict(), "config": dataclasses.asdict(dcfg)})
+    cfg = TrainConfig(env="Gopher", algo="rd2", preset="cpu", frames=40, init_decomposition=str(tmp_path / "dec"),
+                      eval_every=0, ckpt_every=0, progress=False, device="cpu")
+    trainer = Trainer(cfg, agent_config("rd2", "cpu", {"hidden": 32, "buffer_size": 1000}), RunDir(tmp_path / "r"))
+    agent = trainer.agent
+    assert agent.cfg.decomposition.head_signs == "+,+" and not agent.auto_signs
+    assert agent.cfg.reward_target == "scaled" and agent.cfg.dec_balance == "raw"
+    for net in (agent.online, agent.target):
+        for k, v in model.state_dict().items():
+            assert torch.equal(net.decomposition.state_dict()[k], v), k
+    trainer.envs.close()

@@ -100,7 +100,7 @@ class TrainConfig:
     frames: int = 10_000_000  # emulator frames (agent steps × 4 on Atari; = steps on the toy game)
     seed: int = 0
     num_envs: int = 1  # envs stepped together; updates keep the agent's replay ratio (1 per train_freq steps)
-    backend: str = "auto"  # Atari envs: ale (native C++ vector env), python (gymnasium wrappers), auto (ale)
+    backend: str = "auto"  # Atari envs: ale (native C++ vector env), python (gymnasium wrappers), auto (ale if N > 1)
     eval_every: int = 250_000  # frames; 0 = never
     eval_episodes: int = 5
     ckpt_every: int = 250_000  # frames; taken at the next episode end of env 0
@@ -140,7 +140,7 @@ TRAIN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "rd2": {"dec_lr": 1e-3, "dec_batch_size": 64, "decomposition.mask_type": "const",
                     "decomposition.hidden": 128, "decomposition.mask_gate": "shuffle",
                     "decomposition.mask_init": 2.0, "decomposition.lambda_mini": 0.05,
-                    "decomposition.head_signs": "", "q_hidden": 128}},
+                    "decomposition.head_signs": "", "q_hidden": 128, "dec_init": "torch"}},
 }
 
 

@@ -39,7 +39,7 @@ from rd2.agents.networks import ValueHead
 from rd2.agents.rainbow import RainbowConfig, c51_loss
 from rd2.config import atari_decomposition
 from rd2.decomposition import DecompositionConfig, RewardDecomposition, decomposition_loss, parse_signs
-from rd2.torso import make_torso
+from rd2.torso import make_torso, reinit_
 
 
 @dataclass
@@ -67,6 +67,9 @@ class RD2Config(RainbowConfig):
     # observed reward r_{t+j} is 0 (the hard form of L_zero; the target net then runs only on rewarded steps and
     # the bootstrap state)
     window_rewards: str = "learned"
+    # He init of the torso and reward heads, as `rd2 decompose` (rd2.torso.reinit_: PyTorch's default init let the
+    # decomposition collapse on Atari, issue 18); "torch" keeps PyTorch's default
+    dec_init: str = "he"
     decomposition: DecompositionConfig = field(default_factory=atari_decomposition)
 
 
@@ -90,6 +93,12 @@ class RD2Network(nn.Module):
         else:  # toy: the features are the coordinates themselves (spec §3.1)
             torso, n_features, fmap = None, int(np.prod(obs_shape)), None
         self.decomposition = RewardDecomposition(dcfg, n_features, n_actions, torso, fmap)
+        if cfg.dec_init == "he":
+            reinit_(self.decomposition.torso)
+            for head in self.decomposition.heads:
+                reinit_(head)
+        elif cfg.dec_init != "torch":
+            raise ValueError(f"unknown dec_init {cfg.dec_init!r}: use he or torch")
         hidden = cfg.q_hidden or max(cfg.hidden // k, 1)
         self.q_heads = nn.ModuleList(ValueHead(n_features, n_actions, hidden, 1, cfg.dueling, cfg.noisy, cfg.sigma0)
                                      for _ in range(k))

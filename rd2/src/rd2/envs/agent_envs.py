@@ -90,13 +90,15 @@ def true_channels(cfg: TrainConfig) -> Channels:
 
 
 def resolve_backend(cfg: TrainConfig) -> str:
+    """``auto``: the native vector env for N > 1 envs; one env steps faster in-process (measured on 2 loaded cores:
+    74 vs 54 SPS for DQN, the thread hand-off of the native env costs more than it overlaps)."""
     if is_toy(cfg.env) or cfg.backend == "python":
         return "python"
     from rd2.envs.atari import native_vector_available
 
-    if cfg.backend == "ale" or native_vector_available():
+    if cfg.backend == "ale" or (cfg.num_envs > 1 and native_vector_available()):
         return "ale"
-    return "python"  # ale-py < 0.11: the gymnasium wrappers
+    return "python"  # one env, or ale-py < 0.11: the gymnasium wrappers
 
 
 @dataclass
