@@ -187,3 +187,47 @@ def test_rd2_starts_from_a_decompose_checkpoint(tmp_path) -> None:
         for k, v in model.state_dict().items():
             assert torch.equal(net.decomposition.state_dict()[k], v), k
     trainer.envs.close()
+
+
+def test_device_resident_frames_give_the_same_batches() -> None:
+    """replay_device=device keeps the frames in a torch tensor (on CUDA: GPU-resident replay); the batches are the
+    same as from the numpy store (checked here with the CPU as the device)."""
+    rng = np.random.default_rng(0)
+    reps = [AgentReplay(200, (4, 84, 84), num_envs=2, n_step=3, prioritized=False, sequence=True,
+                        frame_device=dev) for dev in (None, torch.device("cpu"))]
+    obs = rng.integers(0, 255, (2, 4, 84, 84), dtype=np.uint8)
+    for rep in reps:
+        rep.start(np.arange(2), obs)
+    for t in range(30):
+        nxt = rng.integers(0, 255, (2, 4, 84, 84), dtype=np.uint8)
+        r = rng.choice([0.0, 20.0, 80.0], size=2).astype(np.float32)
+        done = np.array([t == 17, False])
+        for rep in reps:
+            rep.add(np.arange(2), np.array([t % 4, 1]), r, done, np.zeros(2, bool), nxt)
+            if done[0]:
+                rep.start(np.array([0]), nxt[:1])
+    idx = reps[0].buffer.valid_indices()[::3]
+    a, b = (rep.batch(idx, torch.device("cpu")) for rep in reps)
+    for name in ("obs", "next_obs", "returns", "discount", "seq_obs", "seq_alive", "seq_reward"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    da = reps[0].reward_batch(8, np.random.default_rng(1), torch.device("cpu"), target="scaled", scale=80.0)
+    db = reps[1].reward_batch(8, np.random.default_rng(1), torch.device("cpu"), target="scaled", scale=80.0)
+    assert torch.equal(da[0], db[0]) and torch.equal(da[1], db[1]) and da[1].abs().max() <= 1.0
+
+
+def test_load_agent_acts_on_one_observation(tmp_path) -> None:
+    from rd2 import load_agent
+    from rd2.config import TrainConfig
+    from rd2.train import train
+
+    cfg = TrainConfig(env="toy", algo="rd2", preset="toy", frames=300, eval_every=0, ckpt_every=0, progress=False)
+    acfg = agent_config("rd2", "toy", {"learning_starts": 100, "batch_size": 16, "hidden": 16, "q_hidden": 16,
+                                       "dec_batch_size": 16, "decomposition.hidden": 16})
+    train(cfg, acfg, run_dir=tmp_path / "run")
+    agent = load_agent(tmp_path / "run")
+    assert agent.step == 300 and agent.train_config.env == "toy" and not agent.online.training
+    obs = np.random.default_rng(0).random(6).astype(np.float32)
+    a = agent.act(obs)
+    assert isinstance(a, int) and 0 <= a < agent.n_actions
+    assert a == agent.act(obs)  # greedy: deterministic
+    assert agent.act(np.stack([obs, obs])).tolist() == [a, a]

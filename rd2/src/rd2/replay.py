@@ -53,8 +53,8 @@ class ReplayBuffer:
         self.cap = capacity // num_envs  # slots per env stream
         shape = (num_envs, self.cap)
         self.frames = np.zeros((*shape, *self.frame_shape), dtype=frame_dtype)
-        self.on_device = frame_device is not None  # frames in a torch tensor on that device (GPU-resident replay)
-        if self.on_device:
+        self.on_device = False  # True: frames in a torch tensor on a device (GPU-resident replay)
+        if frame_device is not None:
             self.to_device(frame_device)
         self.action = np.zeros(shape, np.int64)
         self.reward_raw = np.zeros(shape, np.float32)
