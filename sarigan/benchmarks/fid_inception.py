@@ -46,7 +46,7 @@ def main() -> None:
         print(f"reference stats {data.name} {args.resolution}² n={stats.n}: {'cache hit' if hit else 'computed'} "
               f"in {time.perf_counter() - t0:.0f} s ({torch.get_num_threads()} threads, shared CPU)")
         return
-    from sarigan.edit import load_generator
+    from sarigan import load_generator
 
     G = load_generator(args.ckpt)
     data = load_data(args.data, G.cfg.resolution)

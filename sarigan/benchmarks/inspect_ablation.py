@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
+from sarigan import load_generator
 from sarigan.data import load_shapes, save_grid
-from sarigan.edit import edit_grid, load_generator, sweep_layer
+from sarigan.edit import edit_grid, sweep_layer
 from sarigan.groups import inspect_groups, summary_lines, write_report
 from sarigan.metrics.disentanglement import (
     evaluate_disentanglement,
