@@ -120,7 +120,7 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
         if "config" not in state or key not in state:
             raise UserError(f"{ckpt} is not a sarigan checkpoint (no config / generator weights)")
         meta = {"checkpoint": str(ckpt), "weights": key, "step": state.get("step"), "nimg": state.get("nimg"),
-                "data": state.get("data"), "seed": state.get("seed")}
+                "data": state.get("data"), "seed": state.get("seed"), "sarigan_version": state.get("sarigan_version")}
         G = _build(state["config"], state[key], ckpt, meta)
     return G.to(select_device(device) if isinstance(device, str) else device).eval().requires_grad_(False)
 
@@ -245,7 +245,8 @@ def train(data: str = "shapes", preset: str = "cpu16", run_dir: str | os.PathLik
             trainer.load_state_dict(state)
             if rank == 0:
                 log(f"resumed from {latest} at iteration {trainer.step} ({trainer.nimg / 1000:.1f} kimg)")
-        trainer.fit(cfg.kimg, run, extra={"data": data}, log=log if rank == 0 else (lambda m: None),
+        extra = {"data": data, "preset": preset, "sarigan_version": __version__, "torch_version": torch.__version__}
+        trainer.fit(cfg.kimg, run, extra=extra, log=log if rank == 0 else (lambda m: None),
                     tensorboard=tensorboard and rank == 0)
         if rank == 0:
             log(f"done: {trainer.step} iterations; samples in {run.file('samples')}")
