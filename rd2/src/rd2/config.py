@@ -116,6 +116,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 1  # torch.set_num_threads (1 suits small nets on a shared CPU); 0 = torch default
     nan_check_every: int = 100  # updates between parameter NaN/Inf checks (losses are checked every update)
+    tensorboard: bool = False  # also log progress.csv / eval.csv scalars to <run>/tb/{progress,eval}
     progress: bool = True
 
 

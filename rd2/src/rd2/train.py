@@ -208,8 +208,11 @@ class Trainer:
             self.restore(resume_from)
             in_replay = self.exact and self.buffer_restored
         resume_step = self.step if resume_from is not None else None
-        progress_log = MetricsLogger(self.run.file("progress.csv"), resume_step=resume_step)
-        eval_log = MetricsLogger(self.run.file("eval.csv"), resume_step=resume_step)
+        tb = self.run.path / "tb" if cfg.tensorboard else None
+        progress_log = MetricsLogger(self.run.file("progress.csv"), resume_step=resume_step,
+                                     tensorboard_dir=None if tb is None else tb / "progress")
+        eval_log = MetricsLogger(self.run.file("eval.csv"), resume_step=resume_step,
+                                 tensorboard_dir=None if tb is None else tb / "eval")
         ids = np.arange(n)
         obs = self.envs.reset(ids)
         if not in_replay:
