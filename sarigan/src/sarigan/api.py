@@ -245,7 +245,7 @@ def train(data: str = "shapes", preset: str = "cpu16", run_dir: str | os.PathLik
             trainer.load_state_dict(state)
             if rank == 0:
                 log(f"resumed from {latest} at iteration {trainer.step} ({trainer.nimg / 1000:.1f} kimg)")
-        extra = {"data": data, "preset": preset, "sarigan_version": __version__, "torch_version": torch.__version__}
+        extra = {"data": data, "preset": preset, "sarigan_version": __version__, "torch_version": str(torch.__version__)}
         trainer.fit(cfg.kimg, run, extra=extra, log=log if rank == 0 else (lambda m: None),
                     tensorboard=tensorboard and rank == 0)
         if rank == 0:
