@@ -81,7 +81,7 @@ class PretrainedGenerator(Generator):
         if path.suffix != ".safetensors":
             raise UserError(f"{path}: name the export <name>.safetensors (the JSON is written beside it)")
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        meta = {"format": EXPORT_FORMAT, "sarigan_version": __version__, "torch_version": torch.__version__,
+        meta = {"format": EXPORT_FORMAT, "sarigan_version": __version__, "torch_version": str(torch.__version__),
                 "config": _cfg_dict(self.cfg), **{k: v for k, v in self.meta.items() if k != "config"}}
         side = path.with_suffix(".json")
         write_out(path, st_save(tensors, metadata={"format": EXPORT_FORMAT}))
@@ -245,7 +245,8 @@ def train(data: str = "shapes", preset: str = "cpu16", run_dir: str | os.PathLik
             trainer.load_state_dict(state)
             if rank == 0:
                 log(f"resumed from {latest} at iteration {trainer.step} ({trainer.nimg / 1000:.1f} kimg)")
-        extra = {"data": data, "preset": preset, "sarigan_version": __version__, "torch_version": str(torch.__version__)}
+        extra = {"data": data, "preset": preset, "sarigan_version": __version__,
+                 "torch_version": str(torch.__version__)}
         trainer.fit(cfg.kimg, run, extra=extra, log=log if rank == 0 else (lambda m: None),
                     tensorboard=tensorboard and rank == 0)
         if rank == 0:
