@@ -15,7 +15,6 @@ from neurips20_common.cli import (
     Group,
     apply_set,
     parse_set,
-    resolve_checkpoint,
     run_dir_options,
     seed_option,
     tensorboard_option,
@@ -257,7 +256,7 @@ def fid(ckpt: str, data_spec: str | None, extractor: str, n: int, psi: float, wi
     dev = select_device(device)
     G = load_generator(ckpt, dev)
     if data_spec is None:
-        data_spec = load_checkpoint(resolve_checkpoint(ckpt)).get("data")
+        data_spec = G.meta.get("data")
         if not data_spec:
             raise UserError(f"{ckpt} does not record its data; pass --data")
     data = load_data(data_spec, G.cfg.resolution)
