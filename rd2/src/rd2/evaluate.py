@@ -22,7 +22,7 @@ from neurips20_common.cli import resolve_checkpoint
 from rd2.agents import ALGOS, Agent
 from rd2.agents.base import config_from_dict
 from rd2.config import TrainConfig
-from rd2.envs.agent_envs import AgentEnvs, true_channels
+from rd2.envs.agent_envs import AgentEnvs, resolve_backend, true_channels
 
 
 def build_agent(cfg: TrainConfig, acfg: Any, obs_shape: tuple[int, ...], n_actions: int,
@@ -60,7 +60,8 @@ def run_episodes(agent: Agent, cfg: TrainConfig, episodes: int, epsilon: float, 
                  on_step: Any = None) -> list[dict[str, float]]:
     """Play ``episodes`` episodes greedily (ε = ``epsilon``, noisy layers off); total, clipped and per-component
     returns (true channels on the toy game / Atari, learned sub-rewards Σ_t r̂_k for agents that have them)."""
-    envs = AgentEnvs(dataclasses.replace(cfg, num_envs=1, seed=seed))  # the training backend, 1 env
+    # one env of the backend the agent was trained with (the same preprocessing code)
+    envs = AgentEnvs(dataclasses.replace(cfg, num_envs=1, seed=seed, backend=resolve_backend(cfg)))
     rng = np.random.default_rng(seed)
     channels = true_channels(cfg)
     was_training = agent.online.training
