@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from neurips20_common.cli import tensorboard_option
 
 from rd2 import __version__
 
@@ -73,14 +74,16 @@ def _not_built(verb: str, issue: int) -> None:
 @click.option("--tensorboard/--no-tensorboard", default=False, show_default=True,
               help="Also log the metrics.csv scalars to <run-dir>/tb.")
 @click.option("--progress/--no-progress", "show", default=None, help="Progress bars [on a terminal].")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other field of DecomposeConfig "
+              "(repeatable, dotted for the decomposition), e.g. --set decomposition.hidden=64.")
 def decompose(env_id: str, preset: str, run_dir: str | None, resume_dir: str | None, force: bool, device: str,
-              strict: bool, tensorboard: bool, show: bool | None, **opts: object) -> None:
+              strict: bool, tensorboard: bool, show: bool | None, sets: tuple[str, ...], **opts: object) -> None:
     """Learn an RD2 reward decomposition from collected transitions and report balanced channel purity.
 
     Example: rd2 decompose --env Pong --preset demo --run-dir runs/demo/rd2
     """
     from neurips20_common import UserError, select_device
-    from neurips20_common.cli import prepare_run_dir
+    from neurips20_common.cli import apply_set, parse_set, prepare_run_dir
     from neurips20_common.errors import as_user_error
 
     from rd2.config import config_from_dict, make_config
@@ -95,7 +98,7 @@ def decompose(env_id: str, preset: str, run_dir: str | None, resume_dir: str | N
                 cfg.iters = int(opts["iters"])  # type: ignore[arg-type]
             validate(cfg)
         else:
-            cfg = make_config(preset, env=env_id, **opts)
+            cfg = apply_set(make_config(preset, env=env_id, **opts), parse_set(sets))
             validate(cfg)
             name = env_id.replace("ALE/", "").replace("/", "-").replace(":", "-").split("-v")[0]
             run = prepare_run_dir(run_dir or f"runs/decompose-{name.replace('NoFrameskip', '')}", force=force)
@@ -226,10 +229,11 @@ def _user_errors(fn):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads (0 = torch default).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@tensorboard_option
 @_user_errors
 def train(env, algo, frames, preset, sets, num_components, seed, num_envs, backend, init_decomposition, eval_every,
           eval_episodes, ckpt_every, save_buffer, sticky, run_dir, resume, force, replay_device, device, threads,
-          progress) -> None:
+          progress, tensorboard) -> None:
     """Train an agent (rd2, rainbow, dqn, drdrl, hra); writes progress.csv, eval.csv and checkpoints."""
     import dataclasses
 
@@ -240,7 +244,7 @@ def train(env, algo, frames, preset, sets, num_components, seed, num_envs, backe
     if resume:
         cfg, acfg = tr.configs_from_run(resume)
         cfg = dataclasses.replace(cfg, frames=cfg.frames if frames is None else frames, device=device,
-                                  threads=threads, progress=progress)
+                                  threads=threads, progress=progress, tensorboard=tensorboard)
         for key, value in overrides.items():
             acfg = replace_key(acfg, key, value)
     else:
@@ -254,7 +258,8 @@ def train(env, algo, frames, preset, sets, num_components, seed, num_envs, backe
                              eval_episodes=eval_episodes,
                              ckpt_every=max(frames // 10, 1) if ckpt_every is None else ckpt_every,
                              save_buffer=save_buffer, sticky=sticky, num_components=num_components, device=device,
-                             replay_device=replay_device, threads=threads, progress=progress)
+                             replay_device=replay_device, threads=threads, progress=progress,
+                             tensorboard=tensorboard)
         acfg = tr.agent_config(algo, preset, overrides)
     validate_train(cfg)  # before anything is written: --frames 0, --num-envs 0, ... are user errors
     validate_agent(acfg)
