@@ -52,10 +52,10 @@ def _run_snis(mf: MF, n_items: int, s: int, mode: int, weighting: int, through: 
     p, q, b = (t.detach().double().numpy().copy() for t in (mf.user, mf.item, mf.bias))
     before = np.concatenate([p.ravel(), q.ravel(), b.ravel()])
     ut, it = AliasTables.build(torch.from_numpy(x)), AliasTables.build(torch.from_numpy(y).T)
-    kernels.snis_epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([0, 1]),
+    kernels.snis_epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([0, 1]),
                        np.zeros(1, np.int64), p, q, b, np.ones_like(p), np.ones_like(q), np.ones_like(b),
                        x.astype(np.float32), y.astype(np.float32), ut.prob.numpy(), ut.alias.numpy(),
-                       it.prob.numpy(), it.alias.numpy(), s, mode, weighting, 0.5, 1.0, through, 1.0, lam, LR, False,
+                       it.prob.numpy(), it.alias.numpy(), s, mode, weighting, 0.5, 1.0, through, 1.0, lam, LR, 0,
                        seed, 0, np.zeros((1, 3)))
     return (before - np.concatenate([p.ravel(), q.ravel(), b.ravel()])) / LR
 
@@ -112,9 +112,9 @@ def test_sa_kernel_step_is_the_gradient_of_the_sa_loss() -> None:
     dummy_f, dummy_i = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int32)
     p, q, b = (t.detach().double().numpy().copy() for t in (mf.user, mf.item, mf.bias))
     before = np.concatenate([p.ravel(), q.ravel(), b.ravel()])
-    kernels.snis_epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([0, 1]),
+    kernels.snis_epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([0, 1]),
                        np.zeros(1, np.int64), p, q, b, np.ones_like(p), np.ones_like(q), np.ones_like(b), dummy_f,
-                       dummy_f, dummy_f, dummy_i, dummy_f, dummy_i, s, 0, 1, 0.5, 1.0, False, 1.0, lam, LR, False, 0, 0,
+                       dummy_f, dummy_f, dummy_i, dummy_f, dummy_i, s, 0, 1, 0.5, 1.0, False, 1.0, lam, LR, 0, 0, 0,
                        np.zeros((1, 3)))
     step = (before - np.concatenate([p.ravel(), q.ravel(), b.ravel()])) / LR
     np.testing.assert_allclose(step, ref, rtol=2e-3, atol=2e-4)
@@ -126,9 +126,9 @@ def test_bpr_kernel_step_is_the_gradient_of_the_bpr_loss() -> None:
     p, q, b = (t.detach().double().numpy().copy() for t in (mf.user, mf.item, mf.bias))
     before = np.concatenate([p.ravel(), q.ravel(), b.ravel()])
     out = np.zeros((1, 2))
-    kernels.bpr_epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([0, 1]),
+    kernels.bpr_epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([0, 1]),
                       np.zeros(1, np.int64), p, q, b, np.ones_like(p), np.ones_like(q), np.ones_like(b), 1, 0.05, LR,
-                      False, 0, 0, out)
+                      0, 0, 0, out)
     step = (before - np.concatenate([p.ravel(), q.ravel(), b.ravel()])) / LR
     np.testing.assert_allclose(step, ref, rtol=1e-3, atol=1e-5)
     assert out[0, 0] == pytest.approx(float(bpr_batch_loss(mf, 0.05, 1, torch.tensor([0]), torch.tensor([0]),

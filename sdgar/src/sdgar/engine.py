@@ -30,6 +30,7 @@ from sdgar.sampling import sample_rejecting, uniform_items
 
 Progress = Callable[[int, float], None]  # (rows done since the last call, running mean loss)
 ENGINES = ("torch", "fast")
+FAST_OPTIMIZERS = ("sgd", "adagrad", "rowwise_adagrad")  # codes 0, 1, 2 of the kernels' ``opt``
 
 
 def check_engine(engine: str, model: str, device: torch.device | str, fast_models: tuple[str, ...]) -> None:
@@ -138,15 +139,24 @@ class SampledNegativeEngine(Recommender):
 
     # -- fast engine helpers
     def fast_state(self) -> dict[str, torch.Tensor]:
-        """Adagrad accumulators of the fast engine (start at 1, as LightFM), kept in the checkpoint."""
-        if not hasattr(self, "_fast_acc") or self._fast_acc is None:
-            d = self.d
-            self._fast_acc = {"user": torch.ones_like(d.user.detach()), "item": torch.ones_like(d.item.detach()),
-                              "bias": torch.ones_like(d.bias.detach())}
+        """Adagrad accumulators of the fast engine (start at 1, as LightFM's), kept in the checkpoint: one per
+        element (adagrad), one per row (rowwise_adagrad) or none (sgd; a 1×1 placeholder)."""
+        if getattr(self, "_fast_acc", None) is None:
+            opt = self.config.fast_optimizer
+            out = {}
+            for key, t in (("user", self.d.user), ("item", self.d.item)):
+                shape = t.shape if opt == "adagrad" else (t.shape[0], 1) if opt == "rowwise_adagrad" else (1, 1)
+                out[key] = torch.ones(shape, dtype=t.dtype)
+            out["bias"] = torch.ones_like(self.d.bias.detach())
+            self._fast_acc = out
         return self._fast_acc
 
+    def fast_optimizer_code(self) -> int:
+        return FAST_OPTIMIZERS.index(self.config.fast_optimizer)
+
     def fast_arrays(self, data: TrainData) -> tuple[np.ndarray, ...]:
-        """(users, items, indptr, indices) of the positives as contiguous int64 numpy arrays (cached)."""
+        """(users, items, indptr, indices) of the positives as contiguous numpy arrays (cached); int32 while the
+        counts allow it, which halves the memory the kernels stream through."""
         key = ("fast_arrays",)
         if key not in data._cache:
             u, i = data.pairs()
@@ -154,27 +164,29 @@ class SampledNegativeEngine(Recommender):
             if not m.has_sorted_indices:
                 m = m.copy()
                 m.sort_indices()
-            data._cache[key] = (np.ascontiguousarray(u), np.ascontiguousarray(i),
-                                m.indptr.astype(np.int64), m.indices.astype(np.int64))
+            itype = np.int32 if max(m.nnz, *m.shape) < 2**31 - 1 else np.int64
+            data._cache[key] = tuple(np.ascontiguousarray(a, dtype=itype) for a in (u, i, m.indptr, m.indices))
         return data._cache[key]
 
     def run_fast(self, data: TrainData, gen: torch.Generator, kernel: Callable[..., None], n_stats: int,
-                 pieces: int = 32) -> np.ndarray:
-        """Run ``kernel(order_slice, seed, chunk0, out)`` over a shuffled epoch in ``pieces`` calls (so progress
-        moves); returns the per-chunk statistics summed, [n_stats]."""
+                 pieces: int = 32, min_piece: int = 1 << 17) -> np.ndarray:
+        """Run ``kernel(users, items, seed, chunk0, out)`` over the positives of a shuffled epoch in ``pieces``
+        calls of at least ``min_piece`` rows (so progress moves; each call ends in a thread barrier, which costs
+        milliseconds on a busy machine); returns the per-chunk statistics summed, [n_stats]."""
         from sdgar import kernels
 
+        users, items = self.fast_arrays(data)[:2]
         n = data.n_interactions
         order = torch.randperm(n, generator=gen).numpy()
         seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-        step = max(kernels.CHUNK, -(-n // pieces) // kernels.CHUNK * kernels.CHUNK)
+        step = max(min_piece, -(-n // pieces) // kernels.CHUNK * kernels.CHUNK)
         total = np.zeros(n_stats)
         chunk0 = 0
         for start in range(0, n, step):
             part = order[start:start + step]
             n_chunks = -(-len(part) // kernels.CHUNK)
             out = np.zeros((n_chunks, n_stats))
-            kernel(part, seed, chunk0, out)
+            kernel(users[part], items[part], seed, chunk0, out)
             chunk0 += n_chunks
             stats = out.sum(0)
             total += stats

@@ -27,7 +27,7 @@ class BPRConfig:
     optimizer: Literal["adam", "lazy_adam"] = "adam"
     neg_samples: int = 1  # negatives per positive (each is one BPR pair)
     engine: Literal["torch", "fast"] = "torch"  # fast: numba Hogwild per-positive steps on the CPU (issue 21)
-    fast_optimizer: Literal["adagrad", "sgd"] = "adagrad"  # engine fast only
+    fast_optimizer: Literal["rowwise_adagrad", "adagrad", "sgd"] = "rowwise_adagrad"  # engine fast only
     fast_lr: float = 0.05  # engine fast only (LightFM's Adagrad default)
 
 
@@ -74,14 +74,14 @@ class MFEngine(SampledNegativeEngine):
         from sdgar import kernels
 
         cfg = self.config
-        users, items, indptr, indices = self.fast_arrays(data)
+        indptr, indices = self.fast_arrays(data)[2:]
         acc = self.fast_state()
         p, q, b = (t.detach().numpy() for t in (self.d.user, self.d.item, self.d.bias))
         ap, aq, ab = (acc[k].numpy() for k in ("user", "item", "bias"))
 
-        def kernel(order, seed, chunk0, out):
-            kernels.bpr_epoch(order, users, items, indptr, indices, p, q, b, ap, aq, ab, candidates, cfg.reg,
-                              cfg.fast_lr, cfg.fast_optimizer == "adagrad", seed, chunk0, out)
+        def kernel(users, items, seed, chunk0, out):
+            kernels.bpr_epoch(users, items, indptr, indices, p, q, b, ap, aq, ab, candidates, cfg.reg,
+                              cfg.fast_lr, self.fast_optimizer_code(), seed, chunk0, out)
 
         total = self.run_fast(data, gen, kernel, 2)
         n = max(data.n_interactions, 1)

@@ -48,7 +48,7 @@ class SDGARConfig:
     lr_decay: float = 1.0  # D learning rate × this after every D epoch (not in the official code; issue 10)
     neg_weight: float = 1.0  # L = ½(L_pos + neg_weight·L_neg); 1 is the official loss (issue 10 sweep knob)
     engine: Literal["torch", "fast"] = "torch"  # fast: numba Hogwild per-positive D steps + numba G update (issue 21)
-    fast_optimizer: Literal["adagrad", "sgd"] = "adagrad"  # engine fast only: per-sample optimizer of D
+    fast_optimizer: Literal["rowwise_adagrad", "adagrad", "sgd"] = "rowwise_adagrad"  # engine fast: optimizer of D
     fast_lr: float = 0.05  # engine fast only (LightFM's Adagrad default)
 
 
@@ -173,7 +173,7 @@ class SDGAR(SampledNegativeEngine):
         from sdgar import kernels
 
         cfg = self.config
-        users, items, indptr, indices = self.fast_arrays(data)
+        indptr, indices = self.fast_arrays(data)[2:]
         acc = self.fast_state()
         p, q, b = (t.detach().numpy() for t in (self.d.user, self.d.item, self.d.bias))
         ap, aq, ab = (acc[k].numpy() for k in ("user", "item", "bias"))
@@ -185,11 +185,11 @@ class SDGAR(SampledNegativeEngine):
         s = cfg.dis_sample_num
         lr = cfg.fast_lr * cfg.lr_decay ** int(self.epochs_done)  # the same per-epoch decay as the torch engine
 
-        def kernel(order, seed, chunk0, out):
-            kernels.snis_epoch(order, users, items, indptr, indices, p, q, b, ap, aq, ab, x, y,
+        def kernel(users, items, seed, chunk0, out):
+            kernels.snis_epoch(users, items, indptr, indices, p, q, b, ap, aq, ab, x, y,
                                ut.prob.numpy(), ut.alias.numpy(), it.prob.numpy(), it.alias.numpy(), s, mode,
                                weighting, cfg.temperature, 1.0, cfg.snis_grad == "through", cfg.neg_weight,
-                               cfg.dis_lambda, lr, cfg.fast_optimizer == "adagrad", seed, chunk0, out)
+                               cfg.dis_lambda, lr, self.fast_optimizer_code(), seed, chunk0, out)
 
         total = self.run_fast(data, gen, kernel, 3)
         n = max(data.n_interactions, 1)
