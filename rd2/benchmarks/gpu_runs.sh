@@ -15,7 +15,7 @@ PY=${PY:-python}
 mkdir -p "$OUT"
 if [[ "${TINY:-0}" == "1" ]]; then
   SPS_ARGS=(--steps 32 --warmup 64 --envs 1,2 --buffer 2000 --algos dqn,rd2)
-  RUN_SECONDS=25; TRAIN_SET=(--set learning_starts=200 --set buffer_size=5000); ENVS=2
+  RUN_SECONDS=45; TRAIN_SET=(--set learning_starts=100 --set buffer_size=5000); ENVS=2
 else
   SPS_ARGS=(--steps 2000 --warmup 1000 --envs 1,8 --buffer 20000 --threads 2)
   RUN_SECONDS=420; TRAIN_SET=(); ENVS=8
