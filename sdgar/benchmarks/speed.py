@@ -9,7 +9,8 @@ Rows (seconds; the ratio column is sdgar / the implicit reference named in the r
 - SD-GAR D epoch, official (d 32, |S| 5): faithful torch engine (dense Adam, batch 512) and fast engine;
 - SD-GAR D epoch, ``--preset best`` shape (d 128, |S| 50): fast engine (and the torch engine with lazy Adam, which
   ``best`` uses, unless --skip-slow) vs implicit's BPR epoch at f = 128; with --s500 also |S| = 500;
-- generator update (spec §1.6, K 64, |S_c| = |S_i| = 64): torch and numba, against d 32 and d 128 discriminators;
+- generator update (spec §1.6, K 64, |S_c| = |S_i| = 64): torch and numba (``gen_update``), against d 32 and d 128
+  discriminators;
 - full-ranking evaluation, d 128, all cutoffs (top 50 over all items, train items masked).
 
 Every sdgar row runs after a warm-up call (numba compiles on first use; torch allocates), so the numbers are
@@ -112,7 +113,7 @@ def main() -> None:
         return timed(lambda: model.train_epoch(train, gen), repeat)
 
     torch.manual_seed(0)
-    row("BPR epoch, d = f = 32, engine fast (Hogwild Adagrad)", ref32,
+    row("BPR epoch, d = f = 32, engine fast (Hogwild row-wise Adagrad)", ref32,
         model_epoch(BPR(data.n_users, data.n_items, BPRConfig(dim=32, engine="fast")), 3), "≤ 2× implicit")
     torch.manual_seed(0)
     row("BPR epoch, d = 32, torch engine (dense Adam, batch 512)", ref32,
@@ -146,10 +147,10 @@ def main() -> None:
             "minutes")
 
     for d in (32, 128):
-        for engine in ("torch", "fast"):
-            m = sdgar(d, 5, engine=engine)
+        for kind in ("torch", "numba"):
+            m = sdgar(d, 5, gen_update=kind)
             m.generator_update(gen)
-            row(f"generator update (§1.6, K 64, 64/64 samples) vs d {d}, {engine}", None,
+            row(f"generator update (§1.6, K 64, 64/64 samples) vs d {d}, {kind}", None,
                 timed(lambda m=m: m.generator_update(gen)), "≤ the d 128 |S| 50 D epoch")
 
     user, item, bias = fast128.d.factors()

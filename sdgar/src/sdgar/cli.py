@@ -98,6 +98,9 @@ def _report(dataset: Any) -> None:
               help="Mixed precision of the training loss (CUDA only; fp16 adds a GradScaler) [default: fp32].")
 @click.option("--patience", type=click.IntRange(min=0), default=None,
               help="Stop after N evaluations without a better selection metric [default: 0 = off].")
+@click.option("--engine", type=click.Choice(["torch", "fast"]), default=None,
+              help="Training engine of sdgar/bpr/dns/sa: torch (faithful minibatches) or fast (numba Hogwild "
+                   "per-positive steps on the CPU; changes the optimizer) [default: torch].")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any config value, e.g. --set model.use_importance=false --set train.cutoffs=10,20.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
@@ -106,11 +109,12 @@ def _report(dataset: Any) -> None:
 @tensorboard_option
 def train(data: str | None, model: str, preset: str | None, epochs: int | None, eval_every: int | None,
           device: str | None, threads: int | None, seed: int, precision: str | None, patience: int | None,
-          sets: tuple[str, ...], run_dir: str | None, resume: bool, force: bool, tensorboard: bool,
+          engine: str | None, sets: tuple[str, ...], run_dir: str | None, resume: bool, force: bool, tensorboard: bool,
           **data_opts: Any) -> None:
     """Train SD-GAR or a baseline; prints a metrics table at every evaluation, writes summary.json."""
     from sdgar.config import apply_overrides, make_config
     from sdgar.data import load_dataset
+    from sdgar.models.registry import get_model
     from sdgar.run import check_run_dir, resume_config, run_training, validate
 
     if resume:
@@ -126,7 +130,10 @@ def train(data: str | None, model: str, preset: str | None, epochs: int | None, 
         train_over = {k: v for k, v in {"epochs": epochs, "eval_every": eval_every, "device": device,
                                          "threads": threads, "seed": seed, "precision": precision,
                                          "patience": patience, "tensorboard": tensorboard}.items() if v is not None}
-        config = make_config(model, preset, _data_overrides(data, **data_opts), train_over)
+        if engine is not None and not hasattr(get_model(model)[1](), "engine"):
+            raise UserError(f"--engine applies to sdgar, bpr, dns and sa; {model} has one training loop")
+        config = make_config(model, preset, _data_overrides(data, **data_opts), train_over,
+                             {"engine": engine} if engine else None)
         config = apply_overrides(config, sets)
         validate(config)
     if run_dir is None:
