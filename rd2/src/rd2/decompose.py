@@ -50,9 +50,6 @@ from rd2.replay import ReplayBuffer
 from rd2.saliency import jacobian_saliency
 from rd2.torso import make_torso, reinit_
 
-RUN_FILES = ("collection.json", "replay.npz", "metrics.csv", "sub_rewards.csv", "samples.npz", "channel_stats.csv",
-             "purity.json", "masks.png", "scatter.png")
-
 
 class DecompositionCollapsed(UserError):
     """The learned sub-rewards do not depend on the input (``--strict`` turns the warning into exit code 4)."""
