@@ -139,3 +139,12 @@ def test_load_a_cli_run_after_its_data_moved(tmp_path: Path) -> None:
 
 def test_quickstart_example_runs() -> None:
     runpy.run_path(str(Path(__file__).parents[1] / "examples" / "quickstart.py"), run_name="__main__")
+
+
+@pytest.mark.parametrize("name", ["ALS", "WARP", "DNS", "SA", "AOBPR", "CML", "IRGAN"])
+def test_every_model_fits_saves_and_loads(name: str, matrix: sp.csr_matrix, tmp_path: Path) -> None:
+    model = getattr(sdgar, name)(factors=8, iterations=2, num_threads=1, device="cpu").fit(matrix, show_progress=False)
+    ids, scores = model.recommend(1, matrix[1], N=3)
+    assert len(ids) == 3 and np.isfinite(scores).all() and not set(ids) & set(matrix[1].indices)
+    loaded = sdgar.load(model.save(tmp_path / "m.pt"))
+    assert type(loaded) is type(model) and np.array_equal(loaded.recommend(1, matrix[1], N=3)[0], ids)
