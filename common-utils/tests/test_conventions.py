@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import stat
 from pathlib import Path
 
@@ -231,3 +232,16 @@ def test_running_mean_counts_nonfinite() -> None:
     means = rm.means()
     assert rm.nonfinite == {"loss": 1}
     assert means["acc"] == pytest.approx(0.6) and means["loss"] != means["loss"]
+
+
+def test_garbage_is_corrupt_not_unsafe_and_str_subclasses_are_stored(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x80\x02" + random.Random(0).randbytes(3000))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(junk)
+    path = save_checkpoint(tmp_path / "v.pt", {"torch": torch.__version__, "n": torch.tensor(1)})
+    assert type(load_checkpoint(path)["torch"]) is str
+
+
+def test_set_accepts_inf_for_the_guard_to_catch() -> None:
+    assert apply_set(Inner(), parse_set(["lr=inf"])).lr == float("inf")

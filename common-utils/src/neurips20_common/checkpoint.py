@@ -33,6 +33,31 @@ class CheckpointError(UserError):
     """A checkpoint that is missing, truncated, corrupt or not ours."""
 
 
+def _plain(obj: Any) -> Any:
+    """Subclasses of str/int/float (e.g. ``torch.__version__``, numpy scalars) as the plain builtin, which
+    weights_only loading accepts; containers rebuilt only when something inside changed."""
+    if isinstance(obj, torch.Tensor) or obj is None or type(obj) in (str, int, float, bool):
+        return obj
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, int) and not isinstance(obj, torch.dtype):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+        return obj.item()
+    if isinstance(obj, dict):
+        return type(obj)((k, _plain(v)) for k, v in obj.items()) if isinstance(obj, collections.OrderedDict) \
+            else {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_plain(v) for v in obj)
+    return obj
+
+
 def _check_safe(obj: Any, where: str) -> None:
     if isinstance(obj, torch.Tensor) or isinstance(obj, _SAFE_SCALARS):
         return
@@ -94,6 +119,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], allow_nonfin
     file is removed.
     """
     path = Path(path)
+    state = _plain(state)
     _check_safe(state, "state")
     if not allow_nonfinite:
         bad = _first_nonfinite(state)
@@ -137,7 +163,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         text = str(exc)
-        if "Weights only load failed" in text or "Unsupported global" in text or "weights_only" in text:
+        if "GLOBAL" in text or "Unsupported global" in text:  # a pickled class/function: refuse, never run it
             raise CheckpointError(f"refused {path}: it holds pickled Python objects, which could run code when "
                                   "loaded; it was not loaded. Only plain-tensor checkpoints written by this "
                                   "project are accepted") from None

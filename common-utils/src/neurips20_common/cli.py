@@ -115,6 +115,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise UserError(f"--set {key}={value!r}: expected an integer")
         return int(value)
     if hint is float:
+        if isinstance(value, str):  # inf, nan, 1e-3 written oddly: float() decides; the NaN guard handles inf
+            try:
+                return float(value)
+            except ValueError:
+                raise UserError(f"--set {key}={value!r}: expected a number") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"--set {key}={value!r}: expected a number")
         return float(value)

@@ -29,7 +29,7 @@ class NonFiniteError(UserError):
 
 # OSError numbers that a user fixes (free space, fix permissions, pick another path), not bugs.
 _USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT,
-                errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
+                errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EFBIG}
 
 
 def os_error_message(exc: OSError, path: str | os.PathLike | None = None) -> str:
@@ -39,6 +39,7 @@ def os_error_message(exc: OSError, path: str | os.PathLike | None = None) -> str
     hint = {
         errno.ENOSPC: "free some space or choose another --run-dir / --out",
         errno.EDQUOT: "free some space or choose another --run-dir / --out",
+        errno.EFBIG: "the file system refuses a file this large: choose another --run-dir / --out",
         errno.EACCES: "fix the permissions or choose another path",
         errno.EPERM: "fix the permissions or choose another path",
         errno.EROFS: "the file system is read-only: choose another path",
