@@ -139,15 +139,15 @@ class SampledNegativeEngine(Recommender):
 
     # -- fast engine helpers
     def fast_state(self) -> dict[str, torch.Tensor]:
-        """Adagrad accumulators of the fast engine (start at 1, as LightFM's), kept in the checkpoint: one per
-        element (adagrad), one per row (rowwise_adagrad) or none (sgd; a 1×1 placeholder)."""
+        """Adagrad accumulators of the fast engine (start at 0, as torch's Adagrad), kept in the checkpoint: one
+        per element (adagrad), one per row (rowwise_adagrad) or none (sgd; a 1×1 placeholder)."""
         if getattr(self, "_fast_acc", None) is None:
             opt = self.config.fast_optimizer
             out = {}
             for key, t in (("user", self.d.user), ("item", self.d.item)):
                 shape = t.shape if opt == "adagrad" else (t.shape[0], 1) if opt == "rowwise_adagrad" else (1, 1)
-                out[key] = torch.ones(shape, dtype=t.dtype)
-            out["bias"] = torch.ones_like(self.d.bias.detach())
+                out[key] = torch.zeros(shape, dtype=t.dtype)
+            out["bias"] = torch.zeros_like(self.d.bias.detach())
             self._fast_acc = out
         return self._fast_acc
 

@@ -42,8 +42,9 @@ class FactorScorer:
 
     @torch.no_grad()
     def __call__(self, users: torch.Tensor) -> torch.Tensor:
-        out = self.user[users] @ self.item.T
-        return out + self.bias if self.bias is not None else out
+        if self.bias is not None:  # one fused pass: no second [n, n_items] matrix for the bias
+            return torch.addmm(self.bias, self.user[users], self.item.T)
+        return self.user[users] @ self.item.T
 
 
 def ranking_metrics(hits: torch.Tensor, n_test: torch.Tensor,

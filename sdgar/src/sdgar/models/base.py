@@ -88,8 +88,9 @@ class Recommender(nn.Module):
     def scores(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of ``users`` against every item, ``[len(users), I]``."""
         user, item, bias = self.factors()
-        out = user[users] @ item.T
-        return out + bias if bias is not None else out
+        if bias is not None:  # fused: no second [n, n_items] matrix for the bias
+            return torch.addmm(bias.to(user.dtype), user[users], item.T)
+        return user[users] @ item.T
 
     def extra_state_dict(self) -> dict[str, Any]:
         """Non-parameter training state (e.g. optimizer states owned by the model) for checkpoints."""

@@ -139,7 +139,7 @@ class DecomposableGenerator(nn.Module):
 
         p, q, b = (t.detach().float().contiguous().numpy() for t in (d_user, d_item, d_bias))
         ut, it = self._tables()
-        x, y = self.x.numpy(), self.y.numpy()
+        x, y = self.x.float().numpy(), self.y.float().numpy()  # Q in float32, as the torch path's log_q
         seeds = torch.randint(0, 2**62, (2,), generator=gen).tolist()
         n_users, n_items, n_comp = x.shape[0], y.shape[0], self.n_components
         log_z = np.empty(n_users)
@@ -153,7 +153,7 @@ class DecomposableGenerator(nn.Module):
         pi = AliasTables.build(self.x.T)
         log_mass = torch.log(self.x.sum(0)).numpy()
         s_log = np.empty((n_items, n_comp))
-        kernels.gen_item_step(p, q, b, self.x.numpy(), y, pi.prob.numpy(), pi.alias.numpy(), log_mass, log_z,
+        kernels.gen_item_step(p, q, b, self.x.float().numpy(), y, pi.prob.numpy(), pi.alias.numpy(), log_mass, log_z,
                               n_user_samples, temperature, seeds[1], s_log)
         s_val = torch.from_numpy(s_log).exp()
         lam_y = lambda_y * s_val.amax(0).mean()
