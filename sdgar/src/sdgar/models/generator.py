@@ -132,7 +132,7 @@ class DecomposableGenerator(nn.Module):
     def update_fast(self, d_user: torch.Tensor, d_item: torch.Tensor, d_bias: torch.Tensor, gen: torch.Generator,
                     temperature: float, lambda_x: float, lambda_y: float, n_item_samples: int, n_user_samples: int
                     ) -> dict[str, float]:
-        """:meth:`update` on the CPU through numba kernels (engine fast): the same three steps, the same draws'
+        """:meth:`update` on the CPU through numba kernels (``gen_update="numba"``): the same three steps, the draws'
         distributions and float64 log-space sums, one pass per step parallel over users / items, no [c, N] dense
         blocks (step 3 scores only its K·M·|S_i| sampled pairs)."""
         from sdgar import kernels
