@@ -113,7 +113,7 @@ class SampledNegativeEngine(Recommender):
         if order.device != next(iter(rows.values())).device:
             order = order.to(next(iter(rows.values())).device)
         sums: dict[str, Any] = {"loss": 0.0}
-        n_batches, reported, since = 0, 0, 0
+        n_batches, since = 0, 0
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             batch = {k: v[idx] for k, v in rows.items()}
@@ -131,7 +131,6 @@ class SampledNegativeEngine(Recommender):
                 mean = float(sums["loss"]) / n_batches
                 _check_finite(mean, n_batches)
                 self.progress_cb(since, mean)
-                reported += since
                 since = 0
         if self.progress_cb is not None and since:
             self.progress_cb(since, float(sums["loss"]) / max(n_batches, 1))
