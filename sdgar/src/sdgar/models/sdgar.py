@@ -51,7 +51,7 @@ class SDGARConfig:
     gen_update: Literal["torch", "numba"] = "torch"
     engine: Literal["torch", "fast"] = "torch"  # fast: numba Hogwild per-positive D steps on the CPU (issue 21)
     fast_optimizer: Literal["rowwise_adagrad", "adagrad", "sgd"] = "rowwise_adagrad"  # engine fast: optimizer of D
-    fast_lr: float = 0.05  # engine fast only (LightFM's Adagrad default)
+    fast_lr: float = 0.2  # engine fast: chosen on citeulike-t validation (10% of train) among 0.01/0.05/0.2, 20 epochs
 
 
 def snis_weights(g: torch.Tensor, log_q: torch.Tensor, temperature: float, use_importance: bool = True,
