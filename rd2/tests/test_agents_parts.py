@@ -138,3 +138,15 @@ def test_dueling_head_and_network_shapes() -> None:
     assert q.shape == (2, 6, 51)
     reset_noise(net)
     assert QNetwork((6,), 5)(torch.randn(7, 6)).shape == (7, 5, 1)
+
+
+def test_noisy_linear_loads_the_old_noise_matrix() -> None:
+    """Checkpoints from before the two stored noise vectors held weight_eps = outer(eps_out, eps_in), bias_eps."""
+    torch.manual_seed(0)
+    old = NoisyLinear(5, 3)
+    state = {k: v for k, v in old.state_dict().items() if k not in ("eps_in", "eps_out")}
+    state["weight_eps"], state["bias_eps"] = torch.outer(old.eps_out, old.eps_in), old.eps_out.clone()
+    new = NoisyLinear(5, 3)
+    new.load_state_dict(state)
+    x = torch.randn(4, 5)
+    assert torch.allclose(new(x), old(x), atol=1e-6)

@@ -35,6 +35,16 @@ def build_agent(cfg: TrainConfig, acfg: Any, obs_shape: tuple[int, ...], n_actio
     return cls(acfg, obs_shape, n_actions, device, num_components=k)
 
 
+def legacy_agent_config(algo: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Fields that runs written before issue 19 do not record take the value those runs used (their RD² had K
+    full-width sub-Q heads and learned from the clipped reward), not today's default."""
+    values = dict(values)
+    if algo == "rd2":
+        values.setdefault("q_hidden", values.get("hidden", 512))
+        values.setdefault("reward_target", "clipped")
+    return values
+
+
 def load_agent(path: str | Path, device: str = "auto") -> Agent:
     """The agent of a `rd2 train` checkpoint (a file, or a run dir → its newest checkpoint), in eval mode (noisy
     layers act with their mean weights). ``agent.train_config`` is the run's TrainConfig, ``agent.step`` the
@@ -46,7 +56,7 @@ def load_agent(path: str | Path, device: str = "auto") -> Agent:
         raise UserError(f"{ckpt} is not an `rd2 train` checkpoint (no agent inside); pass a run dir of `rd2 train` "
                         "or a file from its checkpoints/")
     cfg = config_from_dict(TrainConfig, state["train_config"])
-    acfg = config_from_dict(ALGOS[cfg.algo][1], state["agent_config"])
+    acfg = config_from_dict(ALGOS[cfg.algo][1], legacy_agent_config(cfg.algo, state["agent_config"]))
     agent = ALGOS[cfg.algo][0](acfg, tuple(state["obs_shape"]), int(state["n_actions"]), dev,
                                num_components=int(state["num_components"]))
     agent.load_state_dict(state["agent"])

@@ -48,7 +48,7 @@ from rd2.agents import ALGOS, Agent
 from rd2.agents.memory import AgentReplay
 from rd2.config import TrainConfig, agent_config, validate_agent, validate_train
 from rd2.envs.agent_envs import AgentEnvs, episode_seed, frame_skip, is_toy, make_env, true_channels
-from rd2.evaluate import build_agent, run_episodes
+from rd2.evaluate import build_agent, legacy_agent_config, run_episodes
 
 __all__ = ["TrainConfig", "Trainer", "agent_config", "configs_from_run", "episode_seed", "is_toy", "make_env",
            "train"]
@@ -403,7 +403,7 @@ def configs_from_run(run_dir: str | Path) -> tuple[TrainConfig, Any]:
     data = RunDir.open(run_dir).read_config()
     try:
         cfg = config_from_dict(TrainConfig, data["train"])
-        acfg = config_from_dict(ALGOS[cfg.algo][1], data["agent"])
+        acfg = config_from_dict(ALGOS[cfg.algo][1], legacy_agent_config(cfg.algo, data["agent"]))
     except (KeyError, TypeError) as exc:
         raise UserError(f"{Path(run_dir) / 'config.json'} is not an `rd2 train` config ({exc})") from None
     return cfg, acfg

@@ -59,6 +59,16 @@ class NoisyLinear(nn.Module):
         self.eps_in.copy_(self._scaled(self.in_features, self.weight_mu.device))
         self.eps_out.copy_(self._scaled(self.out_features, self.weight_mu.device))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Checkpoints written before the two noise vectors stored the matrix ``weight_eps`` = f(ε_out) f(ε_in)ᵀ
+        and ``bias_eps`` = f(ε_out): recover the vectors from them."""
+        w, b = state_dict.pop(prefix + "weight_eps", None), state_dict.pop(prefix + "bias_eps", None)
+        if w is not None and b is not None and prefix + "eps_in" not in state_dict:
+            row = int(b.abs().argmax())
+            state_dict[prefix + "eps_out"] = b
+            state_dict[prefix + "eps_in"] = w[row] / b[row]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return F.linear(x, self.weight_mu, self.bias_mu)
