@@ -19,34 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
-from neurips20_common import CheckpointManager, UserError, load_checkpoint
+from neurips20_common import UserError
 
-from sarigan.config import SariGANConfig
 from sarigan.networks import Generator, StyledConv
 
 EDIT_MODES = ("group", "channel", "gain")
-
-
-def load_generator(ckpt: str | Path, device: torch.device | str = "cpu", ema: bool = True) -> Generator:
-    """G_ema (or G) from a checkpoint file or a run dir (its latest checkpoint)."""
-    path = Path(ckpt)
-    if path.is_dir():
-        latest = CheckpointManager(path / "checkpoints" if (path / "checkpoints").is_dir() else path).latest()
-        if latest is None:
-            raise UserError(f"{path} holds no checkpoint; pass a checkpoint file or a run dir that has one")
-        path = Path(latest)
-    state = load_checkpoint(path)
-    if "config" not in state or ("G_ema" not in state and "G" not in state):
-        raise UserError(f"{path} is not a sarigan checkpoint (no config / generator weights)")
-    G = Generator(SariGANConfig.from_dict(state["config"]))
-    try:
-        G.load_state_dict(state["G_ema" if ema and "G_ema" in state else "G"])
-    except RuntimeError as exc:
-        raise UserError(f"{path}: generator weights do not match its config ({str(exc).splitlines()[0]})") from None
-    return G.to(device).eval().requires_grad_(False)
 
 
 def get_layer(G: Generator, layer: int) -> StyledConv:
