@@ -55,7 +55,8 @@ def test_kill9_then_resume_is_bit_exact_through_the_cli(tmp_path) -> None:
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (split / "purity.json").exists()
-    res = subprocess.run([*exe, "--resume", str(split)], capture_output=True, text=True, env=env)
+    # the convention of all three CLIs: `--run-dir DIR --resume` (rd2 also takes `--resume DIR`)
+    res = subprocess.run([*exe, "--run-dir", str(split), "--resume"], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "collecting the same transitions again" in res.stdout
     a, b = _final_model(straight), _final_model(split)

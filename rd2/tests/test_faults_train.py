@@ -50,7 +50,8 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path) -> None:
     proc.wait()
     assert not (killed / "checkpoints" / f"ckpt-{frames:09d}.pt").exists()
 
-    res = subprocess.run([sys.executable, "-m", "rd2.cli", "train", "--resume", str(killed), "--no-progress"],
+    res = subprocess.run([sys.executable, "-m", "rd2.cli", "train", "--run-dir", str(killed), "--resume",
+                          "--no-progress"],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     assert "not bit-exact" not in res.stdout

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import click
-from neurips20_common.cli import tensorboard_option
+from neurips20_common.cli import Group, tensorboard_available, tensorboard_option
 
 from rd2 import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rd2")
 def main() -> None:
     """RD2: reward decomposition with representation disentanglement (NeurIPS 2020) on a toy game and Atari."""
@@ -63,16 +63,16 @@ def _not_built(verb: str, issue: int) -> None:
 @click.option("--seed", type=int, default=None, help="[0]")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Output folder [runs/decompose-<env>].")
-@click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
-              help="Continue the run in this folder exactly (--iters may extend it).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), is_flag=False, flag_value="",
+              help="Continue the run in --run-dir (or in the folder given here) exactly (--iters may extend it).")
 @click.option("--force", is_flag=True, help="Start over in a --run-dir that holds a run: the old one is moved aside "
               "to <dir>.old-<time>, never deleted.")
 @click.option("--keep-replay", is_flag=True, default=None, help="Keep the collected transitions as replay.npz in the "
               "run dir (large: 375 MB for the demo). Without it --resume collects the same transitions again.")
 @click.option("--strict", is_flag=True, help="Exit with code 4 when the decomposition collapsed (sub-rewards that "
               "do not depend on the input).")
-@click.option("--tensorboard/--no-tensorboard", default=False, show_default=True,
-              help="Also log the metrics.csv scalars to <run-dir>/tb.")
+@click.option("--tensorboard/--no-tensorboard", default=tensorboard_available(),
+              help="Also log the metrics.csv scalars to <run-dir>/tb (default: on when tensorboard is installed).")
 @click.option("--progress/--no-progress", "show", default=None, help="Progress bars [on a terminal].")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other field of DecomposeConfig "
               "(repeatable, dotted for the decomposition), e.g. --set decomposition.hidden=64.")
@@ -91,6 +91,10 @@ def decompose(env_id: str, preset: str, run_dir: str | None, resume_dir: str | N
 
     try:
         dev = select_device(device)
+        if resume_dir == "":  # `--run-dir DIR --resume`, the convention of all three CLIs
+            if not run_dir:
+                raise UserError("--resume without a folder continues the run in --run-dir: pass --run-dir DIR")
+            resume_dir = run_dir
         if resume_dir:
             run = prepare_run_dir(resume_dir, resume=True)
             cfg = config_from_dict(run.read_config())
@@ -221,8 +225,8 @@ def _user_errors(fn):
               help="Also checkpoint the replay (exact resume of the learning, large on Atari).")
 @click.option("--sticky", type=float, default=0.0, show_default=True, help="Sticky-action prob. (v5 uses 0.25).")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="[runs/<algo>-<env>-s<seed>]")
-@click.option("--resume", type=click.Path(file_okay=False), default=None,
-              help="Continue the run in this directory from its newest checkpoint.")
+@click.option("--resume", type=click.Path(file_okay=False), default=None, is_flag=False, flag_value="",
+              help="Continue the run in --run-dir (or in the folder given here) from its newest checkpoint.")
 @click.option("--force", is_flag=True, help="Start over in a --run-dir that holds a run (moved aside, not deleted).")
 @click.option("--replay-device", type=click.Choice(["cpu", "device"]), default="cpu", show_default=True,
               help="Keep the replay frames on the training device (GPU-resident replay on CUDA).")
@@ -241,6 +245,10 @@ def train(env, algo, frames, preset, sets, num_components, seed, num_envs, backe
     from rd2.config import replace_key, validate_agent, validate_train
 
     overrides = _parse_sets(sets)
+    if resume == "":  # `--run-dir DIR --resume`, the convention of all three CLIs
+        if not run_dir:
+            raise click.UsageError("--resume without a folder continues the run in --run-dir: pass --run-dir DIR")
+        resume = run_dir
     if resume:
         cfg, acfg = tr.configs_from_run(resume)
         cfg = dataclasses.replace(cfg, frames=cfg.frames if frames is None else frames, device=device,
