@@ -23,6 +23,7 @@ from neurips20_common import (
     load_checkpoint,
     save_checkpoint,
 )
+from neurips20_common.checkpoint import current_umask
 from neurips20_common.cli import (
     Group,
     apply_set,
@@ -188,9 +189,8 @@ def test_best_is_written_before_the_step_checkpoint(tmp_path: Path, monkeypatch:
 
 def test_checksum_catches_a_flipped_byte(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "c.pt", {"w": torch.arange(4096, dtype=torch.float32)})
-    mask = os.umask(0)
-    os.umask(mask)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask  # 0644 under the usual umask, not mkstemp's 0600
+    # 0644 under the usual umask, not mkstemp's 0600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~current_umask()
     raw = bytearray(path.read_bytes())
     # flip a byte inside the tensor data (the last 4 KiB of the zip hold records; the data sits before them)
     pos = raw.find(torch.arange(4096, dtype=torch.float32)[1000:1002].numpy().tobytes())

@@ -38,11 +38,9 @@ def _plain(obj: Any) -> Any:
     weights_only loading accepts; containers rebuilt only when something inside changed."""
     if isinstance(obj, torch.Tensor) or obj is None or type(obj) in (str, int, float, bool):
         return obj
-    if isinstance(obj, bool):
-        return bool(obj)
     if isinstance(obj, str):
         return str(obj)
-    if isinstance(obj, int) and not isinstance(obj, torch.dtype):
+    if isinstance(obj, int):
         return int(obj)
     if isinstance(obj, float):
         return float(obj)
@@ -105,7 +103,8 @@ def _first_nonfinite(state: Any) -> str | None:
     return None
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it), for files that must be 0666 & ~umask."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -136,7 +135,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], allow_nonfin
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
@@ -222,6 +221,13 @@ class CheckpointManager:
     def latest(self) -> Path | None:
         steps = self.steps()
         return self.path_for(steps[-1]) if steps else None
+
+    def require_latest(self, hint: str) -> Path:
+        """The newest ``ckpt-N.pt`` for a resume, or a UserError ending with ``hint`` (what to do instead)."""
+        latest = self.latest()
+        if latest is None:
+            raise UserError(f"{self.directory} holds no checkpoint to resume from; {hint}")
+        return latest
 
     def best(self) -> Path | None:
         path = self.directory / "best.pt"

@@ -24,6 +24,7 @@ from typing import Any
 
 import click
 
+from neurips20_common.checkpoint import current_umask
 from neurips20_common.errors import UserError, as_user_error
 from neurips20_common.runs import RunDir
 
@@ -270,7 +271,7 @@ def write_out(path: str | os.PathLike, data: bytes | str) -> Path:
                 fh.write(payload)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())
+            os.chmod(tmp, mode if mode is not None else 0o666 & ~current_umask())
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -281,12 +282,6 @@ def write_out(path: str | os.PathLike, data: bytes | str) -> Path:
             raise
         raise user from None
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ------------------------------------------------------------------------------------------- click decorators

@@ -378,9 +378,7 @@ def train(cfg: TrainConfig, acfg: Any, run_dir: str | Path | None = None, resume
     if resume is not None:
         cfg = dataclasses.replace(cfg, init_decomposition="")  # config.json already holds the decomposition config
         run = RunDir.open(resume)
-        latest = CheckpointManager(run.checkpoints).latest()
-        if latest is None:
-            raise UserError(f"{run.checkpoints} holds no checkpoint to resume from; start a new run instead")
+        latest = CheckpointManager(run.checkpoints).require_latest("start a new run instead")
     else:
         if run_dir is None:
             run_dir = Path("runs") / f"{cfg.algo}-{cfg.env.replace('/', '_')}-s{cfg.seed}"

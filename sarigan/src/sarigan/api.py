@@ -223,9 +223,7 @@ def train(data: str = "shapes", preset: str = "cpu16", run_dir: str | os.PathLik
                                 "may change")
             cfg = apply_set(cfg, overrides)
             data, seed, preset = saved["data"], saved["seed"], saved.get("preset", preset)
-            latest = CheckpointManager(run.checkpoints).latest()
-            if latest is None:
-                raise UserError(f"{run.checkpoints} holds no checkpoint to resume from; start it again with --force")
+            latest = CheckpointManager(run.checkpoints).require_latest("start it again with --force")
             state = load_checkpoint(latest, map_location=dev)
         else:
             cfg = apply_set(get_preset(preset), overrides)

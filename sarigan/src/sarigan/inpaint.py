@@ -362,9 +362,7 @@ def train_inpainting(data: str = "shapes", preset: str = "cpu16", run_dir: str |
         cfg = apply_set(SariGANConfig.from_dict(saved["config"]), overrides)
         icfg, data, seed = InpaintConfig(**saved["inpaint"]), saved["data"], saved["seed"]
         preset = saved.get("preset", preset)
-        latest = CheckpointManager(run.checkpoints).latest()
-        if latest is None:
-            raise UserError(f"{run.checkpoints} holds no checkpoint to resume from; start it again with --force")
+        latest = CheckpointManager(run.checkpoints).require_latest("start it again with --force")
         state = load_checkpoint(latest, map_location=dev)
     else:
         cfg = apply_set(get_preset(preset), overrides)
