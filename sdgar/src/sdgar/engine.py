@@ -136,6 +136,19 @@ class SampledNegativeEngine(Recommender):
             self.progress_cb(since, float(sums["loss"]) / max(n_batches, 1))
         return {prefix + k: float(v) / max(n_batches, 1) for k, v in sums.items()}
 
+    # -- checkpointed training state: the engine's optimizer, plus the fast engine's accumulators once they exist
+    def extra_state_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
+        if getattr(self, "_fast_acc", None) is not None:
+            out["fast_acc"] = self._fast_acc
+        return out
+
+    def load_extra_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if "fast_acc" in state:
+            device = next(self.parameters()).device
+            self._fast_acc = {k: v.to(device) for k, v in state["fast_acc"].items()}
+
     # -- fast engine helpers
     def fast_state(self) -> dict[str, torch.Tensor]:
         """Adagrad accumulators of the fast engine (start at 0, as torch's Adagrad), kept in the checkpoint: one

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -72,12 +72,6 @@ class CML(SampledNegativeEngine):
     def factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         item = self.item.detach()
         return 2.0 * self.user.detach(), item, -item.square().sum(1)
-
-    def extra_state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict()}
-
-    def load_extra_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
 
     def epoch_rows(self, data: TrainData, gen: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         users, pos = data.torch_pairs(self.user.device)

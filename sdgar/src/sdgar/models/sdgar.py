@@ -109,16 +109,8 @@ class SDGAR(SampledNegativeEngine):
     def factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.d.factors()
 
-    def extra_state_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
-        if self._fast_acc is not None:
-            out["fast_acc"] = self._fast_acc
-        return out
-
     def load_extra_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        if "fast_acc" in state:
-            self._fast_acc = {k: v.to(self.d.user.device) for k, v in state["fast_acc"].items()}
+        super().load_extra_state_dict(state)
         self.g.rebuild_tables()
 
     # -- training
