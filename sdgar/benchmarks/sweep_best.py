@@ -6,10 +6,12 @@
 
 Every combination of the ``--grid`` values (on top of the ``--base`` overrides and the ``citeulike`` preset) is one
 ordinary training run on citeulike-t with ``valid_frac`` 0.1 (split seed 0): the best epoch is chosen on validation
-NDCG@50 only; the test metrics of that epoch are recorded but never used to choose. Runs go one after the other in
+NDCG@50 only, and test is not evaluated at all unless ``--eval-test`` is given (issue 17: test is read once, for
+the chosen setting, by ``sdgar compare``). Runs go one after the other in
 this process (one thread by default: the machine is shared). A run whose folder holds ``result.json`` is reused, so
 stages can be added and the sweep resumed. Outputs in ``--out``: ``summary.csv`` (one row per run, sorted by
-validation NDCG@50) and ``curves.csv`` (validation/test NDCG@50 at every evaluation, cumulative seconds).
+validation NDCG@50) and ``curves.csv`` (validation NDCG@50 / Recall@20 at every evaluation, cumulative seconds,
+mean SNIS ESS and D / G seconds of that epoch when the model logs them).
 ``--model als`` gives the reference on the same split. Skips with a message when the data folder is absent.
 """
 
@@ -34,7 +36,8 @@ DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared
 SHORT = {"dis_emb_dim": "d", "learning_rate": "lr", "dis_lambda": "lam", "temperature": "T",
          "dis_sample_num": "S", "batch_size": "bs", "lr_decay": "decay", "optimizer": "opt", "snis_grad": "snis",
          "epochs": "ep", "seed": "seed", "reg": "reg", "factors": "f", "alpha": "a", "neg_weight": "nw",
-         "patience": "pat"}
+         "patience": "pat", "fast_lr": "flr", "gen_every": "ge", "gen_emb_dim": "K", "engine": "eng",
+         "score": "score", "score_scale": "scale", "iterations": "it"}
 
 
 def combos(grid: list[str]) -> list[list[str]]:
@@ -58,9 +61,13 @@ def run_name(model: str, sets: list[str]) -> str:
 def curve_rows(name: str, folder: Path) -> pd.DataFrame:
     m = pd.read_csv(folder / "metrics.csv")
     m["seconds"] = (m["epoch_seconds"] + m.get("eval_seconds", 0).fillna(0)).cumsum()
+    m["train_seconds"] = m["epoch_seconds"].cumsum()
     m = m.dropna(subset=["valid_NDCG@50"])
-    return pd.DataFrame({"run": name, "epoch": m["epoch"], "valid_NDCG@50": m["valid_NDCG@50"],
-                         "test_NDCG@50": m["NDCG@50"], "seconds": m["seconds"]})
+    cols = ["epoch", "valid_NDCG@50", "valid_Recall@20", "NDCG@50", "Recall@20", "seconds", "train_seconds",
+            "ess", "d_seconds", "g_seconds"]
+    out = m[[c for c in cols if c in m]].rename(columns={"NDCG@50": "test_NDCG@50", "Recall@20": "test_Recall@20"})
+    out.insert(0, "run", name)
+    return out
 
 
 def main() -> int:
@@ -78,6 +85,8 @@ def main() -> int:
     ap.add_argument("--valid-frac", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (timings are only comparable on one device)")
+    ap.add_argument("--eval-test", action="store_true",
+                    help="also evaluate test at every evaluation (off: test is not read)")
     args = ap.parse_args()
 
     root = Path(args.data_root)
@@ -88,7 +97,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     data_sets = {"data": args.data, "data_root": str(root), "valid_frac": args.valid_frac}
     train_base = {"epochs": args.epochs, "eval_every": args.eval_every, "patience": args.patience,
-                  "threads": args.threads, "device": args.device}
+                  "threads": args.threads, "device": args.device, "eval_test": args.eval_test}
     dataset = None
     for sets in combos(args.grid):
         over = parse_set(args.base + sets)
@@ -111,8 +120,10 @@ def main() -> int:
         row: dict[str, Any] = {"run": name, "sets": " ".join(args.base + sets), "best_epoch": result.best_epoch,
                                "epochs_run": int(pd.read_csv(folder / "metrics.csv")["epoch"].iloc[-1]),
                                "seconds": round(result.seconds, 1),
-                               "valid_NDCG@50": best.get("valid_NDCG@50"), "test_NDCG@50": best.get("NDCG@50"),
-                               "test_P@10": best.get("P@10"), "test_Recall@20": best.get("Recall@20")}
+                               "valid_NDCG@50": best.get("valid_NDCG@50"),
+                               "valid_Recall@20": best.get("valid_Recall@20"),
+                               **({"test_NDCG@50": best.get("NDCG@50"), "test_Recall@20": best.get("Recall@20")}
+                                  if args.eval_test else {})}
         done.write_text(json.dumps({"config": config_json, "row": row}))
         print(f"--> {name}: valid NDCG@50 {row['valid_NDCG@50']:.4f} at epoch {row['best_epoch']} "
               f"({row['seconds']:.0f}s)", flush=True)

@@ -53,3 +53,23 @@ def test_training_learns_and_best_checkpoint_loads(tmp_path: Path) -> None:
     model, config, state = load_trained(run.checkpoints / "best.pt")
     assert state["epoch"] == result.best_epoch and config.train.model == "sdgar"
     assert model.scores(torch.tensor([0, 1])).shape == (2, data.n_items)
+
+
+def test_validation_without_test_and_keep_last(tmp_path: Path) -> None:
+    """eval_test=False never evaluates test (the sweeps' rule); keep="last" keeps the final evaluation whatever
+    its value (a run length fixed on validation), and ignores patience."""
+    cfg = _config("bpr", 6)
+    cfg.data.valid_frac = 0.2
+    cfg.train.eval_test = False
+    data = load_dataset(cfg.data)
+    result = train(cfg, data, RunDir.create(tmp_path, "valid"), echo=lambda s: None)
+    df = pd.read_csv(tmp_path / "valid" / "metrics.csv")
+    assert "valid_NDCG@50" in df and "NDCG@50" not in df
+    assert result.best and all(k.startswith("valid_") for k in result.best)
+
+    cfg = _config("bpr", 6)
+    cfg.train.keep, cfg.train.patience = "last", 1
+    result = train(cfg, load_dataset(cfg.data), RunDir.create(tmp_path, "last"), echo=lambda s: None)
+    curve = pd.read_csv(tmp_path / "last" / "metrics.csv").dropna(subset=["NDCG@50"])
+    assert result.best_epoch == 6 and len(curve) == 3  # no early stop, the last evaluation kept
+    assert result.best["NDCG@50"] == pytest.approx(curve["NDCG@50"].iloc[-1])

@@ -326,7 +326,8 @@ def data_download(name: str, data_root: str | None) -> None:
 @click.option("--epochs", default=None, help="N for every model, or MODEL=N,... [default: preset's; als 15].")
 @click.option("--eval-every", type=POSITIVE, default=None, help="Evaluate every N epochs (official: 5).")
 @click.option("--target-ndcg", type=float, default=None,
-              help="NDCG@50 for the time-to-quality column [default: 90%% of the best model's mean].")
+              help="NDCG@50 for the time-to-quality column [default: ALS's mean if ALS runs, else 90%% of "
+                   "the best model's mean].")
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N  [default: auto]")
 @click.option("--threads", type=POSITIVE, default=None, help="torch CPU threads.")
 @click.option("--set", "sets", multiple=True, metavar="MODEL.KEY=VALUE|train.KEY=VALUE",

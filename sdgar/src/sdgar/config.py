@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from neurips20_common import UserError
 from neurips20_common.cli import apply_set
@@ -34,6 +34,11 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of the training loss, CUDA only (issue 7)
     patience: int = 0  # early stopping: stop after this many evaluations without a new best (0 = off)
     tensorboard: bool = False  # also log metrics.csv's scalars to <run dir>/tb (--tensorboard)
+    # with a validation split, also evaluate test at every evaluation; False keeps test unread (issue-17 sweeps)
+    eval_test: bool = True
+    # kept checkpoint: "best" = best select_metric (official), "last" = the latest evaluation, for a run whose
+    # length was fixed on validation (its earlier test evaluations then only draw the time curve; issue 17)
+    keep: Literal["best", "last"] = "best"
 
 
 @dataclass

@@ -221,23 +221,27 @@ def train(config: RunConfig, data: Dataset, run: RunDir, resume: bool = False,
                 metrics = evaluate_model(model, data, config, device, select_split)
                 if select_split == "valid":
                     metrics = {f"valid_{k}": v for k, v in metrics.items()}
-                    metrics.update(evaluate_model(model, data, config, device, "test"))
+                    if tc.eval_test:
+                        metrics.update(evaluate_model(model, data, config, device, "test"))
                 key = tc.select_metric if select_split == "test" else f"valid_{tc.select_metric}"
                 if key not in metrics:
                     raise UserError(f"select_metric {tc.select_metric!r} is not computed; cutoffs are {tc.cutoffs}")
-                is_best = math.isfinite(metrics[key]) and metrics[key] > best["value"]
+                is_best = math.isfinite(metrics[key]) and (tc.keep == "last" or metrics[key] > best["value"])
                 if is_best:
                     best = {"epoch": epoch, "value": metrics[key], "metrics": metrics}
                 row.update(metrics)
                 row["eval_seconds"] = time.perf_counter() - t_eval
                 last_metrics = metrics
                 test_only = {k: v for k, v in metrics.items() if not k.startswith("valid_")}
+                if not test_only:  # eval_test off: show the validation metrics
+                    test_only = {k.removeprefix("valid_"): v for k, v in metrics.items()}
+                which = "" if tc.eval_test or select_split == "test" else "  (validation)"
                 title = (f"epoch {epoch}/{tc.epochs}  loss {stats.get('loss', float('nan')):.4f}  "
-                         f"({time.perf_counter() - t0:.0f}s)" + ("  * best" if is_best else ""))
+                         f"({time.perf_counter() - t0:.0f}s){which}" + ("  * best" if is_best else ""))
                 bar.write(format_table(test_only, tc.cutoffs, title=title))
             metrics_log.log(row)  # the row before its checkpoint (MetricsLogger drops rows newer than a resume)
             ckpts.save(epoch, checkpoint_state(model, config, epoch, gen, best, data), best=is_best)
-            if tc.patience and epoch - best["epoch"] >= tc.patience * tc.eval_every:
+            if tc.patience and tc.keep == "best" and epoch - best["epoch"] >= tc.patience * tc.eval_every:
                 echo(f"early stop at epoch {epoch}: no better {tc.select_metric} in {tc.patience} evaluations")
                 break
     finally:
