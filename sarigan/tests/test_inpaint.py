@@ -158,6 +158,24 @@ def test_split_keeps_test_images_out_of_training(tmp_path: Path) -> None:
     assert values(split_data(str(folder), 8, seed=9, n_test=5)[1]) == values(test)  # same test set for every seed
 
 
+def test_unconditional_projection_baseline_trains_on_the_training_split_only(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for k in range(24):  # image k is a flat grey of value 10·k + 5, so the sets can be told apart by value
+        Image.fromarray(np.full((8, 8, 3), 10 * k + 5, np.uint8)).save(folder / f"{k:02d}.png")
+    run = tmp_path / "uncond"
+    result = CliRunner().invoke(main, ["inpaint", "train", "--unconditional", "--data", str(folder), "--preset",
+                                       "tiny", "--kimg", "0.04", "--run-dir", str(run), "--n-test", "8",
+                                       "--device", "cpu", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "16 training images" in result.output
+    inp = Inpainter.load(run)
+    assert not inp.conditional and inp.method == "projection-w+"  # no encoder: inpaints by masked projection
+    _, test = split_data(str(folder), 8, seed=0, n_test=8)
+    reals = set(np.unique(np.asarray(Image.open(run / "reals.png").convert("L"))).tolist()) - {0}  # its data; pad 0
+    assert len(reals) == 16 and not reals & set(test.images[:, 0, 0, 0].tolist())
+
+
 def test_cli_train_complete_eval(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     folder = tmp_path / "photos"

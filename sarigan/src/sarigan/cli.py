@@ -348,19 +348,21 @@ def inpaint() -> None:
 @click.option("--mask-kind", type=click.Choice(["free-form", "box", "mixed"]), default=None)
 @click.option("--coverage", default=None, help="Hole fraction range MIN,MAX (default 0.1,0.5).")
 @click.option("--n-test", type=int, default=None, help="Held-out images kept out of training (default 1000).")
+@click.option("--unconditional", is_flag=True, default=False,
+              help="Train the plain SariGAN on the same training split (the G that the projection baseline inverts).")
 @click.option("--batch", type=int, default=None)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other SariGAN config field.")
 @click.option("--threads", default="auto", show_default=True)
 def inpaint_train(data_spec: str, preset: str, kimg: float | None, run_dir: str | None, resume: bool, force: bool,
                   device: str, seed: int, grouping: str | None, groups: int | None, mi_weight: float | None,
                   rec_weight: float | None, mask_kind: str | None, coverage: str | None, n_test: int | None,
-                  batch: int | None, sets: tuple[str, ...], threads: str) -> None:
+                  unconditional: bool, batch: int | None, sets: tuple[str, ...], threads: str) -> None:
     """Train a conditional inpainting model (adversarial on completions + the SariGAN losses)."""
     from sarigan.inpaint import InpaintConfig, train_inpainting
 
     given = dict(grouping=grouping, groups=groups, mi_weight=mi_weight, batch=batch, kimg=kimg)
     overrides = {**{k: v for k, v in given.items() if v is not None}, **parse_set(sets)}
-    icfg = InpaintConfig(_mask_config(mask_kind, coverage),
+    icfg = InpaintConfig(_mask_config(mask_kind, coverage), unconditional=unconditional,
                          **{k: v for k, v in dict(rec_weight=rec_weight, n_test=n_test).items() if v is not None})
     train_inpainting(data_spec, preset, run_dir, resume=resume, force=force, overrides=overrides, icfg=icfg,
                      seed=seed, device=device, threads=threads, log=click.echo)

@@ -54,6 +54,9 @@ class InpaintConfig:
     mask: MaskConfig = dataclasses.field(default_factory=MaskConfig)
     rec_weight: float = 0.0  # λ of L1 on the hole (raw output); 0 = CoModGAN's adversarial-only objective
     n_test: int = 1000  # held-out images (a fresh shapes draw, or carved from digits / a folder before training)
+    # True: train the projection baseline's plain (unconditional) SariGAN on the same training split, so it never
+    # sees the held-out images (plain `sarigan train` uses every image of digits / a folder)
+    unconditional: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.mask, dict):
@@ -335,8 +338,9 @@ def write_json(record: dict[str, Any], path: str | Path) -> None:
 def train_inpainting(data: str = "shapes", preset: str = "cpu16", run_dir: str | Path | None = None, *,
                      resume: bool = False, force: bool = False, overrides: dict[str, Any] | None = None,
                      icfg: InpaintConfig | None = None, seed: int = 0, device: str = "auto",
-                     threads: str | int = "auto", log: Callable[[str], None] = print) -> InpaintTrainer:
-    """Train (or with ``resume`` continue exactly) a conditional model on the training split of ``data``.
+                     threads: str | int = "auto", log: Callable[[str], None] = print) -> Trainer:
+    """Train (or with ``resume`` continue exactly) a conditional model on the training split of ``data``; with
+    ``icfg.unconditional`` the plain SariGAN on that split instead (the projection baseline's G).
 
     ``overrides``: SariGAN config fields by name (``{"grouping": "none"}``); ``icfg``: masks, rec_weight, n_test.
     On resume the run's own configs, data and seed are used and only ``kimg`` / bookkeeping fields may change.
@@ -373,12 +377,14 @@ def train_inpainting(data: str = "shapes", preset: str = "cpu16", run_dir: str |
         run = prepare_run_dir(path, force=force)
     run.write_config({"config": cfg, "inpaint": dataclasses.asdict(icfg), "data": data, "seed": seed,
                       "preset": preset, "device": str(dev)})
-    trainer = InpaintTrainer(cfg, icfg, train_set, dev, seed)
+    trainer = Trainer(cfg, train_set, dev, seed) if icfg.unconditional else InpaintTrainer(cfg, icfg, train_set, dev,
+                                                                                              seed)
     if state is not None:
         trainer.load_state_dict(state)
         log(f"resumed at iteration {trainer.step} ({trainer.nimg / 1000:.1f} kimg)")
-    log(f"inpaint: {cfg.grouping} grouping, {cfg.resolution}², batch {cfg.batch}, {len(train_set)} training images "
-        f"from {train_set.name}, masks {icfg.mask.kind} {icfg.mask.coverage_min:g}–{icfg.mask.coverage_max:g}, "
+    log(f"inpaint{' (unconditional G for projection)' if icfg.unconditional else ''}: {cfg.grouping} grouping, "
+        f"{cfg.resolution}², batch {cfg.batch}, {len(train_set)} training images from {train_set.name}, "
+        f"masks {icfg.mask.kind} {icfg.mask.coverage_min:g}–{icfg.mask.coverage_max:g}, "
         f"rec_weight {icfg.rec_weight:g} on {dev} ({torch.get_num_threads()} threads) → {run.path}")
     trainer.fit(cfg.kimg, run, extra={"data": data}, log=log)
     log(f"done: {trainer.step} iterations; completion grids in {run.file('samples')}")
