@@ -210,6 +210,19 @@ def test_cli_train_complete_eval(tmp_path: Path) -> None:
         with Image.open(tmp_path / "g.png") as im:
             assert im.width > 3 * im.height  # input | mask | completion | truth
 
+        # --full-size: the user's image at its own size, with only the hole (inside the model's crop) replaced
+        result = runner.invoke(main, ["inpaint", "complete", "--ckpt", str(run), "--image", str(user), *how,
+                                      "--out", str(out), "--full-size"])
+        assert result.exit_code == 0, result.output
+        original, full = np.asarray(Image.open(user)), np.asarray(Image.open(out))
+        assert full.shape == original.shape == (20, 30, 3)
+        assert (full[mask == 0] == original[mask == 0]).all() and (full[mask > 0] != original[mask > 0]).any()
+    result = runner.invoke(main, ["inpaint", "complete", "--ckpt", str(run), "--image", str(user), "--box",
+                                  "0,0,12,4", "--out", str(out), "--full-size"])  # x < 5 is outside the crop
+    assert result.exit_code == 0 and "20 hole pixels lie outside" in result.output
+    full = np.asarray(Image.open(out))
+    assert (full[:, :5] == np.asarray(Image.open(user))[:, :5]).all()
+
     bad = runner.invoke(main, ["inpaint", "complete", "--ckpt", str(run), "--image", str(user), "--box", "1,1,2,2",
                                "--mask", str(tmp_path / "mask.png")])
     assert bad.exit_code == 2 and "exactly one" in bad.output

@@ -377,17 +377,21 @@ def inpaint_train(data_spec: str, preset: str, kimg: float | None, run_dir: str 
 @click.option("--box", default=None, help="Hole as x,y,w,h in pixels of --image (instead of --mask).")
 @click.option("--out", default="completed.png", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--grid", type=click.Path(dir_okay=False), default=None, help="Also write input | mask | completion.")
+@click.option("--full-size", is_flag=True, default=False,
+              help="Write --out at the image's own size: its pixels, with the hole filled by the completion resized "
+                   "back (default: the model's R² centre crop).")
 @click.option("--steps", type=int, default=200, show_default=True, help="Projection steps (unconditional --ckpt).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 def inpaint_complete(ckpt: str, image: str, mask_path: str | None, box: str | None, out: str, grid: str | None,
-                     steps: int, seed: int, device: str) -> None:
-    """Fill the hole of one image; writes the completion at the model's resolution."""
+                     full_size: bool, steps: int, seed: int, device: str) -> None:
+    """Fill the hole of one image; writes the completion at the model's resolution (or, --full-size, the image's)."""
+    import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     from sarigan.data import _prepare
-    from sarigan.inpaint import Inpainter, completion_grid, save_image
-    from sarigan.masks import box_from_spec
+    from sarigan.inpaint import Inpainter, completion_grid, paste_back, save_image, save_png
+    from sarigan.masks import box_from_spec, box_full_size
     from sarigan.project import ProjectConfig, load_image
 
     if (mask_path is None) == (box is None):
@@ -399,6 +403,7 @@ def inpaint_complete(ckpt: str, image: str, mask_path: str | None, box: str | No
         size = im.size
     if box is not None:
         m = box_from_spec(box, res, *size)
+        hole = box_full_size(box, *size)
     else:
         if not Path(mask_path).is_file():
             raise UserError(f"mask {mask_path} does not exist")
@@ -408,17 +413,27 @@ def inpaint_complete(ckpt: str, image: str, mask_path: str | None, box: str | No
                     raise UserError(f"mask {mask_path} is {im.size[0]}×{im.size[1]} but the image is "
                                     f"{size[0]}×{size[1]}; give a mask of the image's size")
                 arr = _prepare(im.convert("L"), res)
+                hole = np.asarray(im.convert("L")) > 127  # the hole at the image's own size
         except (UnidentifiedImageError, OSError) as exc:
             raise UserError(f"{mask_path}: not a readable image ({exc})") from None
         m = torch.from_numpy((arr[:1] > 127).astype("float32"))[None]
         if not m.any():
             raise UserError(f"mask {mask_path} has no white (hole) pixel at the model's {res}² resolution")
     done = inp.complete(x, m, seed=seed)
-    save_image(done, out)
+    outside = 0
+    if full_size:
+        with Image.open(image) as im:
+            full, outside = paste_back(np.asarray(im.convert("RGB")), done, hole)
+        save_png(full, out)
+    else:
+        save_image(done, out)
     if grid:
         completion_grid(x, m, done, grid)
     click.echo(f"{inp.method}: filled {int(m.sum())} of {res * res} pixels; wrote {out}"
-               + (f" and {grid}" if grid else ""))
+               + (f" ({size[0]}×{size[1]})" if full_size else "") + (f" and {grid}" if grid else ""))
+    if outside:
+        click.echo(f"warning: {outside} hole pixels lie outside the model's centre crop and were left as they are",
+                   err=True)
 
 
 @inpaint.command("eval")

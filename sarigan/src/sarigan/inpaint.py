@@ -313,11 +313,40 @@ def evaluate(inpainter: Inpainter, data_spec: str, icfg: InpaintConfig, n: int, 
             "seconds": time.perf_counter() - t0, **scores}
 
 
-def save_image(image: torch.Tensor, path: str | Path) -> Path:
-    """One [3, H, W] (or [1, 3, H, W]) image in [−1, 1] as a plain PNG of H×W pixels (atomic write)."""
+def paste_back(original: np.ndarray, done: torch.Tensor, hole: np.ndarray) -> tuple[np.ndarray, int]:
+    """The completion at the user's own size: ``original`` uint8 [H, W, 3]; ``done`` [1, 3, R, R] in [−1, 1], the
+    model's view of it (shorter side resized to R, centre crop: :func:`sarigan.data._prepare`); ``hole`` bool
+    [H, W] at full size. Hole pixels inside the model's crop take the completion resized back (Lanczos), every
+    other pixel stays the user's. Returns (image, hole pixels outside the crop, which the model never saw)."""
     from PIL import Image
 
-    arr = to_uint8(image.reshape(-1, *image.shape[-3:])[0]).permute(1, 2, 0).cpu().numpy()
+    h, w = hole.shape
+    res = done.shape[-1]
+    k = res / min(w, h)
+    nw, nh = max(res, round(w * k)), max(res, round(h * k))
+    left, top = (nw - res) // 2, (nh - res) // 2
+    x0, y0, x1, y1 = (round(v / k) for v in (left, top, left + res, top + res))
+    x1, y1 = min(x1, w), min(y1, h)
+    patch = Image.fromarray(to_uint8(done[0]).permute(1, 2, 0).cpu().numpy()).resize((x1 - x0, y1 - y0),
+                                                                                    Image.LANCZOS)
+    inside = np.zeros_like(hole)
+    inside[y0:y1, x0:x1] = True
+    out = original.copy()
+    fill = hole & inside
+    out[y0:y1, x0:x1][fill[y0:y1, x0:x1]] = np.asarray(patch)[fill[y0:y1, x0:x1]]
+    return out, int((hole & ~inside).sum())
+
+
+def save_image(image: torch.Tensor, path: str | Path) -> Path:
+    """One [3, H, W] (or [1, 3, H, W]) image in [−1, 1] as a plain PNG of H×W pixels (atomic write)."""
+
+    return save_png(to_uint8(image.reshape(-1, *image.shape[-3:])[0]).permute(1, 2, 0).cpu().numpy(), path)
+
+
+def save_png(arr: np.ndarray, path: str | Path) -> Path:
+    """uint8 [H, W, 3] as a PNG (atomic write)."""
+    from PIL import Image
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -120,18 +120,30 @@ class MaskStream:
         return out
 
 
-def box_from_spec(spec: str, resolution: int, width: int, height: int) -> torch.Tensor:
-    """``x,y,w,h`` in the user's image pixels → a [1, 1, R, R] box mask at the model's resolution.
-
-    The image is resized to R on its shorter side and centre-cropped (:func:`sarigan.data._prepare`), so the box
-    is mapped through the same transform.
-    """
+def _parse_box(spec: str) -> tuple[float, float, float, float]:
     try:
         x, y, w, h = (float(v) for v in spec.split(","))
     except ValueError:
         raise UserError(f"--box {spec!r}: expected four numbers x,y,w,h (pixels of the input image)") from None
     if w <= 0 or h <= 0:
         raise UserError(f"--box {spec!r}: width and height must be positive")
+    return x, y, w, h
+
+
+def box_full_size(spec: str, width: int, height: int) -> np.ndarray:
+    """``x,y,w,h`` → bool [height, width]: the pixels whose centre lies in the box (the hole at the image's size)."""
+    x, y, w, h = _parse_box(spec)
+    cx, cy = np.arange(width) + 0.5, np.arange(height) + 0.5
+    return ((cy >= y) & (cy <= y + h))[:, None] & ((cx >= x) & (cx <= x + w))[None, :]
+
+
+def box_from_spec(spec: str, resolution: int, width: int, height: int) -> torch.Tensor:
+    """``x,y,w,h`` in the user's image pixels → a [1, 1, R, R] box mask at the model's resolution.
+
+    The image is resized to R on its shorter side and centre-cropped (:func:`sarigan.data._prepare`), so the box
+    is mapped through the same transform.
+    """
+    x, y, w, h = _parse_box(spec)
     k = resolution / min(width, height)
     left, top = (round(width * k) - resolution) / 2, (round(height * k) - resolution) / 2
     x0, y0 = x * k - left, y * k - top
