@@ -150,3 +150,34 @@ def test_noisy_linear_loads_the_old_noise_matrix() -> None:
     new.load_state_dict(state)
     x = torch.randn(4, 5)
     assert torch.allclose(new(x), old(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("algo", ["dqn", "rd2"])
+def test_bf16_torso_keeps_float32_weights_and_passes_gradients(algo) -> None:
+    from neurips20_common import UserError
+
+    from rd2.agents import ALGOS
+    from rd2.config import agent_config, validate_agent
+
+    acfg = agent_config(algo, "cpu", {"hidden": 32, "torso_dtype": "bfloat16", "reward_target": "clipped"}
+                        if algo == "rd2" else {"hidden": 32, "torso_dtype": "bfloat16"})
+    torch.manual_seed(0)
+    agent = ALGOS[algo][0](acfg, (4, 84, 84), 3, torch.device("cpu"), num_components=2)
+    fp32 = ALGOS[algo][0](agent_config(algo, "cpu", {"hidden": 32}), (4, 84, 84), 3, torch.device("cpu"),
+                          num_components=2)
+    assert agent.online.state_dict().keys() == fp32.online.state_dict().keys()
+    assert all(v.dtype != torch.bfloat16 for v in agent.online.state_dict().values())
+    fp32.online.load_state_dict(agent.online.state_dict())
+    obs = torch.randint(0, 255, (6, 4, 84, 84), dtype=torch.uint8)
+    torso = agent.online.torso if algo == "dqn" else agent.online.decomposition.torso
+    ref = (fp32.online.torso if algo == "dqn" else fp32.online.decomposition.torso)(obs)
+    x = torso(obs)
+    assert x.dtype == torch.float32
+    rel = float((x - ref).detach().norm() / ref.detach().norm())
+    assert 0 < rel < 0.05  # bf16 rounding, not the float32 result and not garbage
+    # gradients reach the conv weights in float32
+    x.sum().backward()
+    grad = torso.net[0].weight.grad
+    assert grad is not None and grad.dtype == torch.float32 and float(grad.abs().sum()) > 0
+    with pytest.raises(UserError, match="torso_dtype"):
+        validate_agent(agent_config(algo, "cpu", {"torso_dtype": "float16"}))

@@ -108,3 +108,24 @@ def test_preset_key_matching_no_field_is_an_error(monkeypatch) -> None:
     # a section for one algorithm applies to it only
     assert rd2_config.agent_config("dqn", "toy").lr == 1e-3
     assert rd2_config.agent_config("rd2", "toy").decomposition.mask_type == "const"
+
+
+def test_sigterm_during_start_up_still_leaves_a_resumable_checkpoint(tmp_path) -> None:
+    from rd2 import train as tr
+
+    cfg = tr.TrainConfig(env="toy", algo="dqn", preset="toy", frames=400, seed=0, eval_every=0, ckpt_every=0,
+                         progress=False)
+    acfg = tr.agent_config("dqn", "toy", {"learning_starts": 100, "batch_size": 16, "hidden": 16,
+                                          "torso_hidden": 16})
+    tr.request_stop(signal.SIGTERM, None)  # arrives before the trainer exists (imports, env building)
+    summary = tr.train(cfg, acfg, run_dir=tmp_path / "run")
+    assert summary["interrupted"] and summary["step"] == 0
+    assert Path(summary["checkpoint"]).exists()
+    with pytest.raises(KeyboardInterrupt):  # inside the loop it interrupts like Ctrl-C
+        tr._STOP["in_loop"] = True
+        try:
+            tr.request_stop(signal.SIGTERM, None)
+        finally:
+            tr._STOP["in_loop"] = False
+    done = tr.train(cfg, acfg, resume=tmp_path / "run")  # the stop was consumed: the resumed run goes to the end
+    assert not done["interrupted"] and done["step"] == 400

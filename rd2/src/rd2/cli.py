@@ -273,10 +273,7 @@ def train(env, algo, frames, preset, sets, num_components, seed, num_envs, backe
     validate_agent(acfg)
     import signal
 
-    def _stop(signum, frame):  # a SIGTERM stops training like Ctrl-C: the trainer saves a checkpoint first
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, tr.request_stop)  # stops like Ctrl-C; held during start-up (a checkpoint is saved)
     summary = tr.train(cfg, acfg, run_dir=run_dir, resume=resume, force=force)
     if summary.get("interrupted"):
         click.echo(f"interrupted at frame {summary['frames']}: checkpoint {summary['checkpoint']} saved")

@@ -233,6 +233,8 @@ def validate_agent(cfg: Any) -> None:
         raise UserError(f"buffer_size {cfg.buffer_size} is too small for n_step {cfg.n_step}")
     if hasattr(cfg, "decomposition"):
         _positive("decomposition.K", cfg.decomposition.K)
+    if cfg.torso_dtype not in ("float32", "bfloat16"):
+        raise UserError(f"torso_dtype must be float32 or bfloat16, got {cfg.torso_dtype!r}")
 
 
 def validate_train(cfg: TrainConfig) -> None:

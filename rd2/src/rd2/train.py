@@ -54,6 +54,38 @@ __all__ = ["TrainConfig", "Trainer", "agent_config", "configs_from_run", "episod
            "train"]
 
 
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed blocks instead of returning them to the OS (M_MMAP_THRESHOLD 32 MiB, its
+    maximum, and M_TRIM_THRESHOLD 1 GiB). By default an update's activation and gradient tensors (MBs each) are
+    mmap'ed and unmapped again, so every update page-faults its memory anew: measured on the 2-core CPU, the
+    uint8 → float conversion of a 32-row batch took 2.7 ms in an update vs 0.2 ms with the memory kept. Process-wide;
+    returns False where this is not glibc (nothing changed)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):
+        return False
+    if mallopt is None:
+        return False
+    return bool(mallopt(-3, 32 << 20)) and bool(mallopt(-1, 1 << 30))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+
+
+_STOP = {"requested": False, "in_loop": False}
+
+
+def request_stop(signum: int | None = None, frame: Any = None) -> None:
+    """SIGTERM handler of `rd2 train`: inside the training loop it stops the run like Ctrl-C (checkpoint, summary);
+    during start-up (imports, env and network building) or the final save it is held, and the loop stops before
+    its first step, so a run stopped that early still leaves a checkpoint it can resume from."""
+    if _STOP["in_loop"]:
+        raise KeyboardInterrupt
+    _STOP["requested"] = True
+
+
 def linear(start: float, end: float, steps: int, t: int) -> float:
     return end if steps <= 0 else start + (end - start) * min(1.0, t / steps)
 
@@ -92,6 +124,7 @@ class Trainer:
         self.cfg, self.acfg, self.run = cfg, acfg, run
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
+        keep_freed_memory()
         self.device = select_device(cfg.device)
         gens = seed_everything(cfg.seed)
         self.rng: np.random.Generator = gens["numpy"]
@@ -230,6 +263,10 @@ class Trainer:
         interrupted = False
         learn_from = max(self.warmup_until, acfg.batch_size)
         try:
+            _STOP["in_loop"] = True
+            if _STOP["requested"]:  # a stop that arrived during start-up
+                _STOP["requested"] = False
+                raise KeyboardInterrupt
             while self.step < self.total_steps:
                 eps = self.epsilon()
                 actions, hat_obs = self.agent.select_actions(obs, eps, self.rng)
@@ -296,6 +333,8 @@ class Trainer:
             bar.close()
             self.envs.close()
             raise
+        finally:
+            _STOP["in_loop"] = False
         bar.close()
         elapsed = time.perf_counter() - t0
         self.envs.close()
