@@ -25,6 +25,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--algos", nargs="+", default=["rd2", "dqn", "hra"])
     ap.add_argument("--out", default="runs/toy_rl")
+    ap.add_argument("--set", dest="sets", action="append", default=[],
+                    help="algo:key=value override, e.g. rd2:window_rewards=nonzero")
     args = ap.parse_args()
     out = Path(args.out)
     rows = []
@@ -35,7 +37,9 @@ def main() -> None:
                 cfg = TrainConfig(env="toy", algo=algo, preset="toy", frames=args.steps, seed=seed,
                                   eval_every=args.steps // 10, eval_episodes=5, ckpt_every=args.steps // 2,
                                   progress=False)
-                summary = train(cfg, agent_config(algo, "toy"), run_dir=run_dir)
+                overrides = {kv.partition("=")[0]: kv.partition("=")[2]
+                             for a, _, kv in (item.partition(":") for item in args.sets) if a == algo}
+                summary = train(cfg, agent_config(algo, "toy", overrides), run_dir=run_dir)
                 sps = summary["sps"]
             else:
                 sps = float("nan")
