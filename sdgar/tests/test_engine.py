@@ -52,11 +52,12 @@ def _run_snis(mf: MF, n_items: int, s: int, mode: int, weighting: int, through: 
     p, q, b = (t.detach().double().numpy().copy() for t in (mf.user, mf.item, mf.bias))
     before = np.concatenate([p.ravel(), q.ravel(), b.ravel()])
     ut, it = AliasTables.build(torch.from_numpy(x)), AliasTables.build(torch.from_numpy(y).T)
+    x_pack = kernels.pack_alias(ut.prob.numpy(), ut.alias.numpy())
+    y_pack = kernels.pack_alias(it.prob.numpy(), it.alias.numpy())
     kernels.snis_epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([0, 1]),
                        np.zeros(1, np.int64), p, q, b, np.ones_like(p), np.ones_like(q), np.ones_like(b),
-                       x.astype(np.float32), y.astype(np.float32), ut.prob.numpy(), ut.alias.numpy(),
-                       it.prob.numpy(), it.alias.numpy(), s, mode, weighting, 0.5, 1.0, through, 1.0, lam, LR, 0,
-                       seed, 0, np.zeros((1, 3)))
+                       x.astype(np.float32), y.astype(np.float32), x_pack, y_pack, s, mode, weighting, 0.5, 1.0,
+                       through, 1.0, lam, LR, 0, seed, 0, np.zeros((1, 3)))
     return (before - np.concatenate([p.ravel(), q.ravel(), b.ravel()])) / LR
 
 
@@ -109,13 +110,12 @@ def test_sa_kernel_step_is_the_gradient_of_the_sa_loss() -> None:
     j = torch.ones(1, s, dtype=torch.long)
     loss, _ = pointwise_loss(mf, torch.tensor([0]), torch.tensor([0]), j, lambda f, g: sa_weights(f, 1.0), lam, 1)
     ref = _grads(mf, loss)
-    dummy_f, dummy_i = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.int32)
+    dummy_f, dummy_t = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.uint64)
     p, q, b = (t.detach().double().numpy().copy() for t in (mf.user, mf.item, mf.bias))
     before = np.concatenate([p.ravel(), q.ravel(), b.ravel()])
     kernels.snis_epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([0, 1]),
                        np.zeros(1, np.int64), p, q, b, np.ones_like(p), np.ones_like(q), np.ones_like(b), dummy_f,
-                       dummy_f, dummy_f, dummy_i, dummy_f, dummy_i, s, 0, 1, 0.5, 1.0, False, 1.0, lam, LR, 0, 0, 0,
-                       np.zeros((1, 3)))
+                       dummy_f, dummy_t, dummy_t, s, 0, 1, 0.5, 1.0, False, 1.0, lam, LR, 0, 0, 0, np.zeros((1, 3)))
     step = (before - np.concatenate([p.ravel(), q.ravel(), b.ravel()])) / LR
     np.testing.assert_allclose(step, ref, rtol=2e-3, atol=2e-4)
 

@@ -52,6 +52,19 @@ class DecomposableGenerator(nn.Module):
             self.rebuild_tables()
         return self.user_tables, self.item_tables
 
+    def packed_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """The user and item alias tables packed for the numba kernels (:func:`sdgar.kernels.pack_alias`), cached
+        until the tables change."""
+        from sdgar.kernels import pack_alias
+
+        ut, it = self._tables()
+        cached = getattr(self, "_packed", None)
+        if cached is None or cached[0] is not ut or cached[1] is not it:
+            cached = (ut, it, pack_alias(ut.prob.numpy(), ut.alias.numpy()),
+                      pack_alias(it.prob.numpy(), it.alias.numpy()))
+            self._packed = cached
+        return cached[2], cached[3]
+
     def sample(self, users: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """j ~ Q(·|u) for every entry of ``users``: k ~ x_u, then j ~ y_{·k} (two O(1) alias draws)."""
         ut, it = self._tables()

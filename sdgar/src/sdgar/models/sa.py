@@ -54,12 +54,12 @@ class SA(MFEngine):
         acc = self.fast_state()
         p, q, b = (t.detach().numpy() for t in (self.d.user, self.d.item, self.d.bias))
         ap, aq, ab = (acc[k].numpy() for k in ("user", "item", "bias"))
-        dummy_f, dummy_i = kernels.np.zeros((1, 1), kernels.np.float32), kernels.np.zeros((1, 1), kernels.np.int32)
+        dummy_f, dummy_t = kernels.np.zeros((1, 1), kernels.np.float32), kernels.np.zeros((1, 1), kernels.np.uint64)
         s = cfg.neg_samples
 
         def kernel(users, items, seed, chunk0, out):
-            kernels.snis_epoch(users, items, indptr, indices, p, q, b, ap, aq, ab, dummy_f, dummy_f,
-                               dummy_f, dummy_i, dummy_f, dummy_i, s, 0, 1, 1.0, cfg.adv_temperature, False, 1.0,
+            kernels.snis_epoch(users, items, indptr, indices, p, q, b, ap, aq, ab, dummy_f, dummy_f, dummy_t, dummy_t,
+                               s, 0, 1, 1.0, cfg.adv_temperature, False, 1.0,
                                cfg.reg, cfg.fast_lr, self.fast_optimizer_code(), seed, chunk0, out)
 
         total = self.run_fast(data, gen, kernel, 3)

@@ -171,7 +171,7 @@ class SDGAR(SampledNegativeEngine):
         acc = self.fast_state()
         p, q, b = (t.detach().numpy() for t in (self.d.user, self.d.item, self.d.bias))
         ap, aq, ab = (acc[k].numpy() for k in ("user", "item", "bias"))
-        ut, it = self.g._tables()
+        x_pack, y_pack = self.g.packed_tables()
         x = self.g.x.float().numpy()
         y = self.g.y.float().numpy()
         mode = 1 if cfg.use_generator else 0
@@ -180,8 +180,7 @@ class SDGAR(SampledNegativeEngine):
         lr = cfg.fast_lr * cfg.lr_decay ** int(self.epochs_done)  # the same per-epoch decay as the torch engine
 
         def kernel(users, items, seed, chunk0, out):
-            kernels.snis_epoch(users, items, indptr, indices, p, q, b, ap, aq, ab, x, y,
-                               ut.prob.numpy(), ut.alias.numpy(), it.prob.numpy(), it.alias.numpy(), s, mode,
+            kernels.snis_epoch(users, items, indptr, indices, p, q, b, ap, aq, ab, x, y, x_pack, y_pack, s, mode,
                                weighting, cfg.temperature, 1.0, cfg.snis_grad == "through", cfg.neg_weight,
                                cfg.dis_lambda, lr, self.fast_optimizer_code(), seed, chunk0, out)
 
