@@ -47,7 +47,7 @@ def _grads(mf: MF, loss: torch.Tensor) -> np.ndarray:
 
 
 def _run_snis(mf: MF, n_items: int, s: int, mode: int, weighting: int, through: bool, seed: int,
-              x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+              x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:  # mf.score/score_scale pass through
     """−Δθ/lr of one SGD step of the kernel on the positive (user 0, item 0); user 0 has no other positive."""
     p, q, b = (t.detach().double().numpy().copy() for t in (mf.user, mf.item, mf.bias))
     before = np.concatenate([p.ravel(), q.ravel(), b.ravel()])
@@ -57,14 +57,15 @@ def _run_snis(mf: MF, n_items: int, s: int, mode: int, weighting: int, through: 
     kernels.snis_epoch(np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([0, 1]),
                        np.zeros(1, np.int64), p, q, b, np.ones_like(p), np.ones_like(q), np.ones_like(b),
                        x.astype(np.float32), y.astype(np.float32), x_pack, y_pack, s, mode, weighting, 0.5, 1.0,
-                       through, 1.0, lam, LR, 0, seed, 0, np.zeros((1, 3)))
+                       through, 1.0, lam, LR, 0, seed, 0, np.zeros((1, 3)), mf.score == "cosine", mf.score_scale)
     return (before - np.concatenate([p.ravel(), q.ravel(), b.ravel()])) / LR
 
 
-@pytest.mark.parametrize("through", [True, False])
-def test_snis_kernel_step_is_the_gradient_of_the_sdgar_loss(through: bool) -> None:
+@pytest.mark.parametrize("through,score", [(True, "dot"), (False, "dot"), (True, "cosine")])
+def test_snis_kernel_step_is_the_gradient_of_the_sdgar_loss(through: bool, score: str) -> None:
     """Items 1 and 2 are the only non-positives; each seed's step must equal −lr·∇ of the torch loss for one of the
-    possible negative sets, and some seed must draw two different items (non-uniform SNIS weights)."""
+    possible negative sets, and some seed must draw two different items (non-uniform SNIS weights). With
+    ``score="cosine"`` (f = scale·cos + b) the torch loss and the kernel both use the cosine score."""
     n_items, s, lam = 3, 2, 0.05
     rng = np.random.default_rng(0)
     x = rng.random((1, 3)) + 0.1
@@ -72,6 +73,7 @@ def test_snis_kernel_step_is_the_gradient_of_the_sdgar_loss(through: bool) -> No
     y = rng.random((n_items, 3)) + 0.1
     y /= y.sum(0, keepdims=True)
     mf = _mf(n_items)
+    mf.score, mf.score_scale = score, 3.0
     xt, yt = torch.from_numpy(x).float(), torch.from_numpy(y).float()
     refs = {}
     for negs in itertools.product([1, 2], repeat=s):

@@ -153,3 +153,21 @@ def test_discriminator_loss_matches_official_formula() -> None:
     model.config.neg_weight = 3.0  # the issue-10 knob scales only the negative half of the data loss
     weighted, parts = model.batch_loss({"u": users, "i": pos, "j": negs, "log_q": log_q}, torch.Generator())
     assert weighted.item() == pytest.approx((data_loss + reg + 0.5 * 2.0 * parts["neg_loss"]).item(), rel=1e-6)
+
+
+def test_cosine_score_is_scaled_cosine_in_training_and_in_ranking() -> None:
+    """score="cosine": the training logits are scale·cos(p_u, q_j) + b_j, and the factors the evaluator and the
+    generator read give the same scores."""
+    torch.manual_seed(0)
+    model = SDGAR(4, 6, SDGARConfig(dis_emb_dim=3, score="cosine", score_scale=7.0))
+    with torch.no_grad():
+        model.d.bias.normal_()
+    p, q, b = model.d.user.detach(), model.d.item.detach(), model.d.bias.detach()
+    cos = (p @ q.T) / (p.norm(dim=1, keepdim=True) * q.norm(dim=1))
+    expected = 7.0 * cos + b
+    users = torch.arange(4).repeat_interleave(6)
+    items = torch.arange(6).repeat(4)
+    logits = model.d.logits(model.d.users(users), *model.d.items(items)).view(4, 6)
+    torch.testing.assert_close(logits.detach(), expected)
+    torch.testing.assert_close(model.scores(torch.arange(4)), expected)
+    assert not torch.allclose(SDGAR(4, 6, SDGARConfig(dis_emb_dim=3)).scores(torch.arange(4)), expected)

@@ -518,50 +518,73 @@ def bpr_epoch(users, items, indptr, indices, P, Q, B, accP, accQ, accB, n_candid
 
 
 @njit(inline="always")
-def _f(P, Q, B, u, j, d):
-    f = B[j]
+def _g(P, Q, B, u, j, d, zero):
+    """g = softplus(f(u, j)), f = p_u·q_j + b_j accumulated in the parameters' dtype."""
+    f = zero
     for k in range(d):
         f += P[u, k] * Q[j, k]
-    return f
+    ff = float(f) + B[j]
+    g = max(ff, 0.0) + math.log1p(math.exp(-abs(ff)))
+    return g
+
+
+@njit(inline="always")
+def _xy(x, y, u, j, zero):
+    """Q(j|u) = x_u · y_j (float32 rows, as the torch path's log_q)."""
+    s = zero
+    for k in range(x.shape[1]):
+        s += x[u, k] * y[j, k]
+    return float(s)
+
+
+@njit(inline="always")
+def _draw_items(state, x_pack, y_pack, u, n_samples, js, Q, y, B):
+    """|S| items j ~ Q(·|u) (positives included, spec §1.6), their rows prefetched."""
+    for s in range(n_samples):
+        state, k = _draw_packed(state, x_pack, u)
+        state, j = _draw_packed(state, y_pack, k)
+        js[s] = j
+        _prefetch_row(Q, j)
+        _prefetch_row(y, j)
+        _prefetch1(B, j)
+    return state
 
 
 @njit(parallel=True, fastmath=FAST, cache=True)
-def gen_user_steps(P, Q, B, x, y, x_prob, x_alias, y_prob, y_alias, n_samples, temperature, seed, log_z, v):
+def gen_user_steps(P, Q, B, x, y, x_pack, y_pack, n_samples, temperature, seed, log_z, v):
     """Steps 1 and 2 for every user: log ẑ_u = logsumexp_{S_u}(g/T − log Q) − log|S_c|, then on a fresh sample
-    v_u = mean_{S'_u} exp(g/T − log ẑ_u + log g − 2 log Q) · y_j (float64, positives included)."""
+    v_u = mean_{S'_u} exp(g/T − log ẑ_u + log g − 2 log Q) · y_j (float64 sums, positives included). A user's
+    draws are made first and their rows prefetched (as in :func:`snis_epoch`)."""
     n_users, kq = x.shape
     d = P.shape[1]
     n_chunks = (n_users + 255) // 256
+    log_s = math.log(n_samples)
     for c in prange(n_chunks):
         state = _stream(seed, c)
         a = np.empty(n_samples)
         js = np.empty(n_samples, np.int64)
+        tmp = np.zeros(1, P.dtype)
+        zero = tmp[0]
         for u in range(c * 256, min(n_users, (c + 1) * 256)):
+            state = _draw_items(state, x_pack, y_pack, u, n_samples, js, Q, y, B)
             amax = -1e300
             for s in range(n_samples):
-                state, k = _alias(state, x_prob, x_alias, u)
-                state, j = _alias(state, y_prob, y_alias, k)
-                qs = 0.0
-                for kk in range(kq):
-                    qs += x[u, kk] * y[j, kk]
-                val = _softplus(_f(P, Q, B, u, j, d)) / temperature - math.log(qs)
+                j = js[s]
+                val = _g(P, Q, B, u, j, d, zero) / temperature - math.log(_xy(x, y, u, j, zero))
                 a[s] = val
                 if val > amax:
                     amax = val
             tot = 0.0
             for s in range(n_samples):
                 tot += math.exp(a[s] - amax)
-            lz = amax + math.log(tot) - math.log(n_samples)
+            lz = amax + math.log(tot) - log_s
             log_z[u] = lz
+            state = _draw_items(state, x_pack, y_pack, u, n_samples, js, Q, y, B)
             for s in range(n_samples):
-                state, k = _alias(state, x_prob, x_alias, u)
-                state, j = _alias(state, y_prob, y_alias, k)
-                js[s] = j
-                qs = 0.0
-                for kk in range(kq):
-                    qs += x[u, kk] * y[j, kk]
-                g = _softplus(_f(P, Q, B, u, j, d))
-                a[s] = math.exp(g / temperature - lz + math.log(g) - 2.0 * math.log(qs))
+                j = js[s]
+                g = _g(P, Q, B, u, j, d, zero)
+                qs = _xy(x, y, u, j, zero)
+                a[s] = math.exp(g / temperature - lz) * g / (qs * qs)  # = exp(g/T − log ẑ + log g − 2 log Q)
             for kk in range(kq):
                 acc = 0.0
                 for s in range(n_samples):
@@ -570,35 +593,43 @@ def gen_user_steps(P, Q, B, x, y, x_prob, x_alias, y_prob, y_alias, n_samples, t
 
 
 @njit(parallel=True, fastmath=FAST, cache=True)
-def gen_item_step(P, Q, B, x, y, pi_prob, pi_alias, log_mass, log_z, n_samples, temperature, seed, s_log):
+def gen_item_step(P, Q, B, x, y, pi_pack, log_mass, log_z, n_samples, temperature, seed, s_log):
     """Step 3 for every item i and component k: users u ~ π_k ∝ x_{·k} (|S_i| per item),
     s_log[i, k] = logsumexp_u(g/T + log g − log Q(i|u) − log ẑ_u) − log|S_i| + log Σ_u x_uk, with Q from the new x
     and the old y, ẑ from step 1. Within a block of items the loop runs component by component: the users drawn
-    from one π_k are few and hot, so their rows of P and x stay in cache across the block's items."""
+    from one π_k are few once x has been fit (x_u = softmax(v_u/λ̃_x) is peaked), so their rows stay in cache
+    across the block's items; each item's users are drawn first and their rows prefetched."""
     n_items, kq = y.shape
     d = P.shape[1]
-    block = 256
+    block = 64
     n_chunks = (n_items + block - 1) // block
+    log_s = math.log(n_samples)
     for c in prange(n_chunks):
         state = _stream(seed, c)
         a = np.empty(n_samples)
+        us = np.empty(n_samples, np.int64)
+        tmp = np.zeros(1, P.dtype)
+        zero = tmp[0]
         for k in range(kq):
             for i in range(c * block, min(n_items, (c + 1) * block)):
+                for s in range(n_samples):
+                    state, u = _draw_packed(state, pi_pack, k)
+                    us[s] = u
+                    _prefetch_row(P, u)
+                    _prefetch_row(x, u)
+                    _prefetch1(log_z, u)
                 amax = -1e300
                 for s in range(n_samples):
-                    state, u = _alias(state, pi_prob, pi_alias, k)
-                    qs = 0.0
-                    for kk in range(kq):
-                        qs += x[u, kk] * y[i, kk]
-                    g = _softplus(_f(P, Q, B, u, i, d))
-                    val = g / temperature + math.log(g) - math.log(qs) - log_z[u]
+                    u = us[s]
+                    g = _g(P, Q, B, u, i, d, zero)
+                    val = g / temperature + math.log(g / _xy(x, y, u, i, zero)) - log_z[u]
                     a[s] = val
                     if val > amax:
                         amax = val
                 tot = 0.0
                 for s in range(n_samples):
                     tot += math.exp(a[s] - amax)
-                s_log[i, k] = amax + math.log(tot) - math.log(n_samples) + log_mass[k]
+                s_log[i, k] = amax + math.log(tot) - log_s + log_mass[k]
 
 
 # -- ALS: conjugate gradient per row (Takács et al. 2011; what implicit's least_squares_cg does), parallel rows

@@ -151,14 +151,13 @@ class DecomposableGenerator(nn.Module):
         from sdgar import kernels
 
         p, q, b = (t.detach().float().contiguous().numpy() for t in (d_user, d_item, d_bias))
-        ut, it = self._tables()
+        x_pack, y_pack = self.packed_tables()
         x, y = self.x.float().numpy(), self.y.float().numpy()  # Q in float32, as the torch path's log_q
         seeds = torch.randint(0, 2**62, (2,), generator=gen).tolist()
         n_users, n_items, n_comp = x.shape[0], y.shape[0], self.n_components
         log_z = np.empty(n_users)
         v = np.empty((n_users, n_comp))
-        kernels.gen_user_steps(p, q, b, x, y, ut.prob.numpy(), ut.alias.numpy(), it.prob.numpy(), it.alias.numpy(),
-                               n_item_samples, temperature, seeds[0], log_z, v)
+        kernels.gen_user_steps(p, q, b, x, y, x_pack, y_pack, n_item_samples, temperature, seeds[0], log_z, v)
         v_t = torch.from_numpy(v)
         lam_x = lambda_x * v_t.amax(1).mean()
         self.x.copy_(torch.softmax(v_t / lam_x, dim=1))
@@ -166,8 +165,8 @@ class DecomposableGenerator(nn.Module):
         pi = AliasTables.build(self.x.T)
         log_mass = torch.log(self.x.sum(0)).numpy()
         s_log = np.empty((n_items, n_comp))
-        kernels.gen_item_step(p, q, b, self.x.float().numpy(), y, pi.prob.numpy(), pi.alias.numpy(), log_mass, log_z,
-                              n_user_samples, temperature, seeds[1], s_log)
+        kernels.gen_item_step(p, q, b, self.x.float().numpy(), y, kernels.pack_alias(pi.prob.numpy(), pi.alias.numpy()),
+                              log_mass, log_z, n_user_samples, temperature, seeds[1], s_log)
         s_val = torch.from_numpy(s_log).exp()
         lam_y = lambda_y * s_val.amax(0).mean()
         self.y.copy_(torch.softmax(s_val / lam_y, dim=0))

@@ -1,7 +1,9 @@
 """Matrix factorisation with item bias: SD-GAR's discriminator D and BPR's scorer (spec §1.2).
 
-f(u, i) = p_u · q_i + b_i, no user bias. p and q start Glorot-uniform over the whole table (limit
-√(6/(rows + d)), TF's ``glorot_uniform`` on an [rows, d] variable), biases at zero.
+f(u, i) = p_u · q_i + b_i, no user bias (``score="dot"``, official); ``score="cosine"``: f(u, i) =
+scale · cos(p_u, q_i) + b_i (issue 17's option; the norms use F.normalize's ε = 1e-12). p and q start
+Glorot-uniform over the whole table (limit √(6/(rows + d)), TF's ``glorot_uniform`` on an [rows, d] variable),
+biases at zero.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ from torch import nn
 
 
 class MF(nn.Module):
-    def __init__(self, n_users: int, n_items: int, dim: int, sparse: bool = False) -> None:
+    def __init__(self, n_users: int, n_items: int, dim: int, sparse: bool = False, score: str = "dot",
+                 score_scale: float = 1.0) -> None:
         super().__init__()
+        if score not in ("dot", "cosine"):
+            raise ValueError(f"score must be 'dot' or 'cosine', got {score!r}")
+        self.score = score
+        self.score_scale = float(score_scale)
         self.user = nn.Parameter(torch.empty(n_users, dim))
         self.item = nn.Parameter(torch.empty(n_items, dim))
         self.bias = nn.Parameter(torch.zeros(n_items))
@@ -27,15 +34,21 @@ class MF(nn.Module):
     def items(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return F.embedding(idx, self.item, sparse=self.sparse), self.bias[idx]
 
-    @staticmethod
-    def logits(p: torch.Tensor, q: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """f = p·q + b for p [B, d] and q [B, d] or [B, S, d]."""
+    def logits(self, p: torch.Tensor, q: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """f = p·q + b (or scale·cos(p, q) + b) for p [B, d] and q [B, d] or [B, S, d]."""
+        if self.score == "cosine":
+            p = F.normalize(p, dim=-1) * self.score_scale
+            q = F.normalize(q, dim=-1)
         if q.dim() == p.dim():
             return (p * q).sum(-1) + b
         return torch.bmm(q, p.unsqueeze(-1)).squeeze(-1) + b
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.user.detach(), self.item.detach(), self.bias.detach()
+        """(user, item, bias) with f(u, j) = user[u]·item[j] + bias[j] (cosine: the normalised rows, users × scale)."""
+        user, item = self.user.detach(), self.item.detach()
+        if self.score == "cosine":
+            user, item = F.normalize(user, dim=-1) * self.score_scale, F.normalize(item, dim=-1)
+        return user, item, self.bias.detach()
 
 
 class LazyAdam(torch.optim.Optimizer):

@@ -52,6 +52,9 @@ class SDGARConfig:
     engine: Literal["torch", "fast"] = "torch"  # fast: numba Hogwild per-positive D steps on the CPU (issue 21)
     fast_optimizer: Literal["rowwise_adagrad", "adagrad", "sgd"] = "rowwise_adagrad"  # engine fast: optimizer of D
     fast_lr: float = 0.2  # engine fast: chosen on citeulike-t validation (10% of train) among 0.01/0.05/0.2, 20 epochs
+    # D's score (issue 17): "dot" f = p·q + b (official) or "cosine" f = score_scale·cos(p, q) + b, in both engines
+    score: Literal["dot", "cosine"] = "dot"
+    score_scale: float = 10.0  # cosine only: 1/temperature of the cosine logits; not tuned (issue 17 sweeps it)
 
 
 def snis_weights(g: torch.Tensor, log_q: torch.Tensor, temperature: float, use_importance: bool = True,
@@ -97,7 +100,8 @@ class SDGAR(SampledNegativeEngine):
         super().__init__()
         self.config = config = config or SDGARConfig()
         self.n_users, self.n_items = n_users, n_items
-        self.d = MF(n_users, n_items, config.dis_emb_dim, sparse=config.optimizer == "lazy_adam")
+        self.d = MF(n_users, n_items, config.dis_emb_dim, sparse=config.optimizer == "lazy_adam", score=config.score,
+                    score_scale=config.score_scale)
         self.g = DecomposableGenerator(n_users, n_items, config.gen_emb_dim)
         self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
         self.register_buffer("gen_updates", torch.zeros((), dtype=torch.long))
@@ -182,7 +186,8 @@ class SDGAR(SampledNegativeEngine):
         def kernel(users, items, seed, chunk0, out):
             kernels.snis_epoch(users, items, indptr, indices, p, q, b, ap, aq, ab, x, y, x_pack, y_pack, s, mode,
                                weighting, cfg.temperature, 1.0, cfg.snis_grad == "through", cfg.neg_weight,
-                               cfg.dis_lambda, lr, self.fast_optimizer_code(), seed, chunk0, out)
+                               cfg.dis_lambda, lr, self.fast_optimizer_code(), seed, chunk0, out,
+                               cfg.score == "cosine", cfg.score_scale)
 
         total = self.run_fast(data, gen, kernel, 3)
         n = max(data.n_interactions, 1)
