@@ -227,6 +227,74 @@ def test_fast_generator_update_agrees_with_the_torch_update() -> None:
     assert float((out[0][1] - out[1][1]).abs().max()) < 0.2 * float(out[0][1].max())
 
 
+_M64 = (1 << 64) - 1
+
+
+def _mix(z: int) -> int:  # splitmix64's finaliser, as kernels._mix
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def _draw(state: int, table: np.ndarray, t: int) -> tuple[int, int]:  # kernels._draw_packed in plain Python
+    state = (state + 0x9E3779B97F4A7C15) & _M64
+    r = _mix(state)
+    b = ((r >> 32) * table.shape[1]) >> 32
+    e = int(table[t, b])
+    return state, b if (r & 0xFFFFFFFF) < (e >> 31) else e & 0x7FFFFFFF
+
+
+def test_generator_kernels_compute_the_reference_formulas_on_their_draws() -> None:
+    """Replaying the kernels' random streams in Python gives their exact draws; on those draws the reference
+    formulas of spec §1.6 (steps 1–3, written here with torch in float64) must give the kernels' outputs."""
+    torch.manual_seed(0)
+    n_users, n_items, n_comp, s, temp, seed = 3, 5, 2, 4, 0.5, 12345
+    p, q, b = torch.randn(n_users, 4), torch.randn(n_items, 4), torch.randn(n_items) * 0.1
+    g = DecomposableGenerator(n_users, n_items, n_comp)
+    x32, y32 = g.x.float(), g.y.float()
+    x_pack, y_pack = g.packed_tables()
+    log_z, v = np.empty(n_users), np.empty((n_users, n_comp))
+    kernels.gen_user_steps(p.numpy(), q.numpy(), b.numpy(), x32.numpy(), y32.numpy(), x_pack, y_pack, s, temp,
+                           seed, log_z, v)
+
+    def gval(u: int, j: list[int]) -> torch.Tensor:
+        return torch.nn.functional.softplus((q[j] @ p[u] + b[j]).double())
+
+    def log_qv(u: int, j: list[int]) -> torch.Tensor:
+        return torch.log((x32[u] * y32[j]).sum(1).double())
+
+    state = _mix((seed * 0x9E3779B97F4A7C15 + 0 + 1) & _M64)  # stream of chunk 0 (all users)
+    for u in range(n_users):
+        draws = []
+        for _ in range(2 * s):
+            state, k = _draw(state, x_pack, u)
+            state, j = _draw(state, y_pack, k)
+            draws.append(j)
+        j1, j2 = draws[:s], draws[s:]
+        lz = torch.logsumexp(gval(u, j1) / temp - log_qv(u, j1), 0) - math.log(s)
+        assert log_z[u] == pytest.approx(float(lz), rel=1e-6)
+        w = torch.exp(gval(u, j2) / temp - lz + torch.log(gval(u, j2)) - 2 * log_qv(u, j2))
+        np.testing.assert_allclose(v[u], (w[:, None] * g.y[j2]).mean(0).numpy(), rtol=1e-5)
+
+    pi = AliasTables.build(g.x.T)
+    pi_pack = kernels.pack_alias(pi.prob.numpy(), pi.alias.numpy())
+    log_mass = torch.log(g.x.sum(0)).numpy()
+    s_log = np.empty((n_items, n_comp))
+    kernels.gen_item_step(p.numpy(), q.numpy(), b.numpy(), x32.numpy(), y32.numpy(), pi_pack, log_mass, log_z, s,
+                          temp, seed, s_log)
+    state = _mix((seed * 0x9E3779B97F4A7C15 + 0 + 1) & _M64)  # chunk 0 holds all items
+    for k in range(n_comp):
+        for i in range(n_items):
+            users = []
+            for _ in range(s):
+                state, u = _draw(state, pi_pack, k)
+                users.append(u)
+            gi = torch.stack([gval(u, [i])[0] for u in users])
+            lq = torch.stack([log_qv(u, [i])[0] for u in users])
+            h = gi / temp + torch.log(gi) - lq - torch.from_numpy(log_z[users])
+            assert s_log[i, k] == pytest.approx(float(torch.logsumexp(h, 0) - math.log(s) + log_mass[k]), rel=1e-6)
+
+
 def test_topk_kernel_masks_train_items_and_orders_scores() -> None:
     rng = np.random.default_rng(0)
     scores = rng.standard_normal((7, 50)).astype(np.float32)

@@ -26,6 +26,23 @@ def test_alias_tables_are_exact(n_tables: int, n: int) -> None:
     assert torch.allclose(AliasTables.build(w).pmf(), p, atol=1e-7, rtol=0)  # float32 tables
 
 
+def test_packed_alias_tables_keep_the_distribution() -> None:
+    """kernels.pack_alias: keep threshold round(prob·2³²) and alias in one uint64; its pmf is the tables' to 2⁻³²."""
+    from sdgar.kernels import pack_alias
+
+    w = torch.rand(4, 37, dtype=torch.float64) ** 3
+    t = AliasTables.build(w)
+    packed = pack_alias(t.prob.numpy(), t.alias.numpy())
+    keep = (packed >> np.uint64(31)).astype(np.float64) / 2**32
+    alias = (packed & np.uint64(0x7FFFFFFF)).astype(np.int64)
+    assert (alias == t.alias.numpy()).all()
+    pmf = np.zeros((4, 37))
+    for r in range(4):
+        np.add.at(pmf[r], np.arange(37), keep[r] / 37)
+        np.add.at(pmf[r], alias[r], (1 - keep[r]) / 37)
+    np.testing.assert_allclose(pmf, (w / w.sum(1, keepdim=True)).numpy(), atol=1e-6)
+
+
 def test_alias_degenerate_and_uniform() -> None:
     assert torch.allclose(AliasTables.build(torch.ones(2, 5)).pmf(), torch.full((2, 5), 0.2, dtype=torch.float64))
     one_hot = AliasTables.build(torch.tensor([0.0, 0.0, 3.0, 0.0]))
