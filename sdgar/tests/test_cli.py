@@ -150,3 +150,27 @@ def test_tensorboard_flag(tmp_path: Path) -> None:
     else:
         assert result.exit_code == 2 and "needs the tensorboard package" in result.output
         assert not (tmp_path / "tb").exists()
+
+
+def test_new_data_rule(tmp_path: Path) -> None:
+    """SD-GAR on a user's own file without --preset takes the new-data preset (best's hyperparameters, early
+    stopping on the carved validation split); registered names, synthetic data and other models do not."""
+    from sdgar.config import NEW_DATA, PRESETS, make_config
+
+    own = make_config("sdgar", None, {"data": str(tmp_path / "my.csv")})
+    assert own.preset == NEW_DATA and own.train.patience > 0 and own.model.engine == "fast"
+    assert own.model.dis_sample_num == PRESETS["best"]["model"]["sdgar"]["dis_sample_num"]
+    assert make_config("sdgar", None, {"data": "citeulike"}).preset == "citeulike"
+    assert make_config("sdgar", None, {"data": "synthetic"}).preset is None
+    assert make_config("bpr", None, {"data": str(tmp_path / "my.csv")}).preset is None
+    assert make_config("sdgar", "citeulike", {"data": str(tmp_path / "my.csv")}).preset == "citeulike"
+    rows = [("who", "what")] + [(f"u{u}", f"i{(u * 7 + k) % 40}") for u in range(30) for k in range(8)]
+    path = tmp_path / "my.csv"
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    res = CliRunner().invoke(main, ["train", "--data", str(path), "--user-col", "who", "--item-col", "what",
+                                    "--epochs", "2", "--threads", "1", "--set", "model.gen_emb_dim=4",
+                                    "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["preset"] == NEW_DATA and config["data"]["valid_frac"] == 0.1

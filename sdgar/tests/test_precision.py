@@ -85,9 +85,13 @@ def test_lr_decay_multiplies_the_learning_rate_every_epoch() -> None:
     assert model.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**3)
 
 
-def test_best_preset_keeps_the_official_presets_and_evaluates_test_once() -> None:
+def test_best_preset_keeps_the_official_presets_and_keeps_the_last_epoch() -> None:
     best = make_config("sdgar", "best", {"data": "citeulike"})
     official = make_config("sdgar", "citeulike", {"data": "citeulike"})
-    assert best.train.eval_every == best.train.epochs  # test is only read after the last (validation-chosen) epoch
-    assert (best.model.dis_emb_dim, best.model.dis_sample_num, best.model.optimizer) == (128, 50, "lazy_adam")
+    assert best.train.keep == "last"  # the run length was chosen on validation: test never selects an epoch
+    assert (best.model.dis_emb_dim, best.model.engine) == (128, "fast") and best.model.dis_sample_num > 50
+    assert make_config("als", "best", {"data": "citeulike"}).train.epochs == 5  # ALS's own tuned iterations
+    old = make_config("sdgar", "issue10", {"data": "citeulike"})
+    assert old.train.eval_every == old.train.epochs
+    assert (old.model.dis_emb_dim, old.model.dis_sample_num, old.model.optimizer) == (128, 50, "lazy_adam")
     assert (official.model.dis_emb_dim, official.model.dis_sample_num, official.model.optimizer) == (32, 5, "adam")

@@ -357,7 +357,7 @@ def compare(data: str, models: str, seeds: int, preset: str | None, epochs: str 
         (train_over if section == "train" else model_over.setdefault(section, {}))[field] = value
     folder = Path(out) if out else Path("runs") / f"compare-{Path(data).name}"
     run_compare(_data_overrides(data, **data_opts), names, list(range(seeds)), folder, preset,
-                parse_epochs(epochs, names), train_over, model_over, target_ndcg, echo=click.echo)
+                parse_epochs(epochs, names, preset), train_over, model_over, target_ndcg, echo=click.echo)
 
 
 @main.group()

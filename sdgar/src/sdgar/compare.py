@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from neurips20_common import UserError
 
-from sdgar.config import make_config
+from sdgar.config import PRESETS, make_config
 from sdgar.data import load_dataset
 from sdgar.run import run_training
 
@@ -46,9 +46,11 @@ class CompareResult:
     table: str
 
 
-def parse_epochs(spec: str | None, models: Sequence[str]) -> dict[str, int]:
-    """``"30"`` (every model) or ``"als=15,sdgar=75"`` (per model) -> {model: epochs}."""
-    out = {m: DEFAULT_EPOCHS[m] for m in models if m in DEFAULT_EPOCHS}
+def parse_epochs(spec: str | None, models: Sequence[str], preset: str | None = None) -> dict[str, int]:
+    """``"30"`` (every model) or ``"als=15,sdgar=75"`` (per model) -> {model: epochs}. A preset's own per-model
+    epochs (``PRESETS[name]["epochs"]``) win over :data:`DEFAULT_EPOCHS`."""
+    own = PRESETS.get(preset or "", {}).get("epochs", {})
+    out = {m: DEFAULT_EPOCHS[m] for m in models if m in DEFAULT_EPOCHS and m not in own}
     if not spec:
         return out
     if "=" not in spec:
