@@ -1,6 +1,7 @@
 """Agent building blocks on hand-made data: C51 projection, DRDRL convolution, sum tree / PER, n-step returns,
 noisy layers and heads."""
 
+import copy
 import itertools
 
 import numpy as np
@@ -173,6 +174,7 @@ def test_bf16_torso_keeps_float32_weights_and_passes_gradients(algo) -> None:
     ref = (fp32.online.torso if algo == "dqn" else fp32.online.decomposition.torso)(obs)
     x = torso(obs)
     assert x.dtype == torch.float32
+    assert torch.equal(copy.deepcopy(torso)(obs), x)  # a copy runs its own convs in bf16 too
     rel = float((x - ref).detach().norm() / ref.detach().norm())
     assert 0 < rel < 0.05  # bf16 rounding, not the float32 result and not garbage
     # gradients reach the conv weights in float32

@@ -224,18 +224,23 @@ def _channels_last_inputs(net: nn.Module) -> None:
             m.register_forward_pre_hook(hook)
 
 
+class _BF16Convs(nn.Sequential):
+    """A Nature CNN's conv stack under bf16 autocast, handing float32 features on (see ``_bf16_convs``)."""
+
+    amp_device = "cpu"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.amp_device, dtype=torch.bfloat16):
+            return super().forward(x).float()
+
+
 def _bf16_convs(net: nn.Module, device_type: str) -> None:
-    """Run the conv stack of every Nature CNN in ``net`` under bf16 autocast and hand float32 features on; the
-    parameters and the state dict stay float32 (autograd casts the gradients back)."""
+    """Run the conv stack of every Nature CNN in ``net`` under bf16 autocast; the parameters and the state dict stay
+    float32 (autograd casts the gradients back). Only the class of the stack changes, so copies and pickles keep it."""
     for m in net.modules():
-        if isinstance(m, NatureCNN):
-            convs, inner = m.net, m.net.forward
-
-            def forward(x: torch.Tensor, inner=inner) -> torch.Tensor:
-                with torch.autocast(device_type, dtype=torch.bfloat16):
-                    return inner(x).float()
-
-            convs.forward = forward
+        if isinstance(m, NatureCNN) and type(m.net) is nn.Sequential:
+            m.net.__class__ = _BF16Convs
+            m.net.amp_device = device_type
 
 
 def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
