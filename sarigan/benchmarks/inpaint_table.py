@@ -12,6 +12,7 @@ the projection baseline inverts.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import time
@@ -134,6 +135,15 @@ def main() -> None:
         rows.append(row)
     table = "\n".join(rows)
     (out / "table.md").write_text(table + "\n")
+    fields = ["method", "seed", "n", "l1_hole", "psnr", "psnr_hole", "fid", "kid", "inception_n", "inception_fid",
+              "inception_kid", "complete_seconds"]
+    with (out / "results.csv").open("w", newline="") as fh:  # one row per run; fid/kid = proxy extractor
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for method, recs in records.items():
+            for r in recs:
+                inc = {f"inception_{k}": r["inception"][k] for k in ("n", "fid", "kid")} if "inception" in r else {}
+                writer.writerow({**r, "method": method, **inc})
     print(table)
 
 
