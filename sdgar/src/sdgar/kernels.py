@@ -705,7 +705,8 @@ def als_cg(X, Y, gram, indptr, indices, conf, steps):
 @njit(parallel=True, cache=True)
 def topk_masked(scores, rows0, indptr, indices, k, out_idx):
     """Indices of the k largest scores of each row (descending; ties by lower index) with the row's training items
-    (CSR ``indptr/indices`` of user ``rows0 + r``) excluded. A partial selection: a sorted buffer of k."""
+    (CSR ``indptr/indices`` of user ``rows0 + r``) excluded, −1 past a row's last item. A partial selection: a sorted
+    buffer of k."""
     n, m = scores.shape
     for r in prange(n):
         u = rows0[r]
@@ -718,7 +719,7 @@ def topk_masked(scores, rows0, indptr, indices, k, out_idx):
         filled = 0
         for j in range(m):
             v = row[j]
-            if filled == k and not v > best_v[k - 1]:
+            if (filled == k and not v > best_v[k - 1]) or not v > -np.inf:  # masked items never enter
                 continue
             pos = filled if filled < k else k - 1
             while pos > 0 and v > best_v[pos - 1]:
@@ -731,4 +732,134 @@ def topk_masked(scores, rows0, indptr, indices, k, out_idx):
             if filled < k:
                 filled += 1
         for t in range(k):
-            out_idx[r, t] = best_i[t] if best_i[t] >= 0 else 0
+            out_idx[r, t] = best_i[t]  # −1 where the row has fewer than k items left
+
+
+@njit(inline="always")
+def _bf16_key(h):
+    """Order-preserving unsigned key of bfloat16 bits (larger key = larger value): flip the sign bit of positives,
+    every bit of negatives (branch-free: scores of both signs would mispredict half the time)."""
+    x = np.int64(h) & 0xFFFF
+    return x ^ (0x8000 | ((x >> 15) * 0x7FFF))
+
+
+@njit(inline="always")
+def _count_above(row, t):
+    c = 0
+    for j in range(row.shape[0]):
+        c += _bf16_key(row[j]) > t
+    return c
+
+
+@njit(parallel=True, cache=True)
+def topk_masked_bf16(scores, rows0, indptr, indices, k, out_idx, out_bits):
+    """:func:`topk_masked` on a block of bfloat16 scores given as their int16 bits (overwritten at the training
+    items): the k largest per row with the row's training items excluded (descending; ties by lower index; −1 where
+    a row has fewer than k items left); ``out_bits`` gets the k-th value's bits. A candidate pass for
+    :func:`rescore_topk`. Selection by threshold, in passes that vectorise: a histogram of the keys of every 16th
+    item gives a key t that about 2k items exceed (a counting pass checks that at least k do; else t is lowered to
+    the subsample's k-th largest key, which at least k items reach), one pass collects the items above t, and a sort
+    of those few (key and index packed in one int64) gives the k largest."""
+    n, m = scores.shape
+    stride = 16
+    for r in prange(n):
+        u = rows0[r]
+        row = scores[r]
+        for t in range(indptr[u], indptr[u + 1]):
+            row[indices[t]] = -128  # bits 0xFF80 = −inf: key 0x007F, below every finite score
+        thr = np.int64(0x007F)  # keep finite scores only
+        ns = (m + stride - 1) // stride
+        if ns > k:
+            hist = np.zeros(4096, np.int32)  # bins of 16 keys
+            top = np.int64(0)
+            for s in range(ns):
+                key = _bf16_key(row[s * stride]) >> 4
+                hist[key] += 1
+                top = max(top, key)
+            guess = max(1, (2 * k) // stride)
+            cum = 0
+            t_hi = np.int64(-1)
+            t_lo = np.int64(-1)
+            for b in range(top, -1, -1):
+                cum += hist[b]
+                if t_hi < 0 and cum >= guess:
+                    t_hi = (b << 4) - 1  # at least ``guess`` subsample keys are > t_hi
+                if cum >= k:
+                    t_lo = (b << 4) - 1  # at least k items (of the subsample) are > t_lo
+                    break
+            if t_hi >= 0 and _count_above(row, t_hi) >= k:
+                thr = max(thr, t_hi)
+            elif t_lo >= 0:
+                thr = max(thr, t_lo)
+        count = _count_above(row, thr)
+        packed = np.empty(count, np.int64)
+        c = 0
+        for s0 in range(0, m, 256):  # segments without a key above thr (most) are skipped after a vectorised count
+            s1 = min(m, s0 + 256)
+            if _count_above(row[s0:s1], thr) == 0:
+                continue
+            for j in range(s0, s1):
+                v = _bf16_key(row[j])
+                if v > thr:
+                    packed[c] = (v << 32) | (0xFFFFFFFF - j)  # sorts by key, then by lower index
+                    c += 1
+        packed.sort()
+        for c in range(k):
+            out_idx[r, c] = 0xFFFFFFFF - (packed[count - 1 - c] & 0xFFFFFFFF) if c < count else -1
+        kth = packed[count - k] >> 32 if count >= k else 0  # back to bits (the inverse of _bf16_key)
+        out_bits[r] = kth ^ 0x8000 if kth >= 0x8000 else kth ^ 0xFFFF
+
+
+@njit(parallel=True, fastmath=FAST, cache=True)
+def rescore_topk(user, item, bias, rows0, cand, cand_last, q_max, b_max, k, out_idx, ok):
+    """Exact float32 scores user[u]·item[j] + bias[j] of each row's candidates (from bfloat16 scores), their top k
+    (descending, ties by lower index), and ``ok[r]`` = this top k is provably the top k over every unmasked item.
+
+    Proof of ``ok``: with bfloat16 (unit roundoff 2⁻⁸) inputs, fp32 accumulation and a bfloat16 output, an item's
+    approximate score s̃ is within 2⁻⁷·|s̃| + 1.01·2⁻⁷·(‖p_u‖·max‖q‖ + max|b|) of its exact score; every
+    non-candidate has s̃ ≤ s̃_L (the last candidate's), so when the k-th exact candidate score exceeds s̃_L plus that
+    bound no other item can enter the top k. A row with fewer candidates than L holds every unmasked item."""
+    n, n_cand = cand.shape
+    d = user.shape[1]
+    for r in prange(n):
+        u = rows0[r]
+        ex = np.empty(n_cand, np.float32)
+        nv = 0
+        for c in range(n_cand):
+            j = cand[r, c]
+            if j < 0:
+                break
+            s = item[j, 0] * 0
+            for kk in range(d):
+                s += user[u, kk] * item[j, kk]
+            ex[c] = s + bias[j]
+            nv += 1
+        best_v = np.full(k, -np.inf, np.float32)
+        best_i = np.full(k, -1, np.int64)
+        filled = 0
+        for c in range(nv):
+            v = ex[c]
+            j = cand[r, c]
+            if filled == k and not (v > best_v[k - 1] or (v == best_v[k - 1] and j < best_i[k - 1])):
+                continue
+            pos = filled if filled < k else k - 1
+            while pos > 0 and (v > best_v[pos - 1] or (v == best_v[pos - 1] and j < best_i[pos - 1])):
+                if pos < k:
+                    best_v[pos] = best_v[pos - 1]
+                    best_i[pos] = best_i[pos - 1]
+                pos -= 1
+            best_v[pos] = v
+            best_i[pos] = j
+            if filled < k:
+                filled += 1
+        for c in range(k):
+            out_idx[r, c] = best_i[c]
+        if nv < n_cand:
+            ok[r] = True
+        else:
+            pn = 0.0
+            for kk in range(d):
+                pn += float(user[u, kk]) * float(user[u, kk])
+            s_l = float(cand_last[r])
+            bound = s_l + abs(s_l) / 128.0 + 1.01 / 128.0 * (math.sqrt(pn) * q_max + b_max)
+            ok[r] = filled == k and float(best_v[k - 1]) > bound
