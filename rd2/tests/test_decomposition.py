@@ -11,6 +11,7 @@ from rd2.decomposition import (
     loss_div2_corr,
     loss_mini,
     loss_sum,
+    loss_value,
     loss_zero,
 )
 from rd2.torso import NatureCNN
@@ -41,6 +42,34 @@ def test_loss_div2_corr() -> None:
     assert loss_div2_corr(torch.stack([a, -a], 1)).item() == pytest.approx(2.0, abs=1e-5)
     b = torch.tensor([1.0, -1.0, -1.0, 1.0])
     assert loss_div2_corr(torch.stack([a - a.mean(), b], 1)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_loss_value_by_hand() -> None:
+    r = torch.tensor([1.0, 0.2, 0.0, 1.0, 0.2])
+    # separated: each reward value in its own channel (the zero-reward row is ignored)
+    sep = torch.tensor([[1.0, 0.0], [0.0, 0.2], [5.0, 7.0], [1.0, 0.0], [0.0, 0.2]])
+    assert loss_value(sep, r, eps=0.0).item() == pytest.approx(0.0, abs=1e-6)
+    # Gopher's failure: both channels carry a fixed share of every reward -> all of Var(r) is within channels
+    mix = torch.stack([0.6 * r, 0.4 * r], 1)
+    assert loss_value(mix, r, eps=0.0).item() == pytest.approx(1.0, rel=1e-5)
+    one = torch.stack([r, 0 * r], 1)  # one channel takes both values
+    assert loss_value(one, r, eps=0.0).item() == pytest.approx(1.0, rel=1e-5)
+    # "a base + the excess": channel 0 holds 0.2 of every reward, channel 1 the rest of the +1s
+    base = torch.tensor([[0.2, 0.8], [0.2, 0.0]]).repeat(2, 1)
+    rb = torch.tensor([1.0, 0.2, 1.0, 0.2])
+    # channel 0: shares 0.2 (r = 1) and 1 (r = 0.2): μ = 1/3, within = (0.4·(2/3)² + 2·(2/15)²)/4; Var = 0.16
+    within = (2 * 0.2 * (1 - 1 / 3) ** 2 + 2 * 1.0 * (0.2 - 1 / 3) ** 2) / 4
+    assert loss_value(base, rb, eps=0.0).item() == pytest.approx(within / 0.16, rel=1e-5)
+    # scale- and sign-free: Pong's separated +/− channels score 0; one reward value: nothing to separate
+    assert loss_value(-3 * sep, r, eps=0.0).item() == pytest.approx(0.0, abs=1e-6)
+    pong = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
+    assert loss_value(pong, torch.tensor([1.0, -1.0])).item() == pytest.approx(0.0, abs=1e-2)
+    assert loss_value(sep, torch.zeros(5)).item() == 0.0 and loss_value(sep, torch.ones(5)).item() == 0.0
+    # the gradient moves a mixed split toward one value per channel, and leaves the sum alone
+    x = torch.tensor([[0.6, 0.4], [0.09, 0.11]], requires_grad=True)  # channel 0 holds a bit more of the +1
+    loss_value(x, torch.tensor([1.0, 0.2]), eps=0.0).backward()
+    assert x.grad[0, 0] < 0 < x.grad[0, 1] and x.grad[1, 0] > 0 > x.grad[1, 1]
+    assert float((x.grad * x.detach()).sum()) == pytest.approx(0.0, abs=1e-6)  # no pull on the scale of r̂
 
 
 def test_total_loss_weights() -> None:

@@ -32,6 +32,8 @@ def _not_built(verb: str, issue: int) -> None:
 @click.option("--lambda-div1", type=float, help="Weight of L_div1 [1e-2].")
 @click.option("--lambda-div2", type=float, help="Weight of L_div2 (decorrelation) [0].")
 @click.option("--lambda-zero", type=float, help="Weight of the zero-reward term [1.0].")
+@click.option("--lambda-value", type=float, help="Weight of L_value, one reward value per channel (not in RD²; "
+              "separates same-sign sources) [0.1].")
 @click.option("--head-signs", help="Sign prior per channel, e.g. '+,-' (MuDE); 'auto' from the signs of the collected "
               "rewards; '' for none [auto].")
 @click.option("--sign-fn", type=click.Choice(["penalty", "softplus", "relu"]),

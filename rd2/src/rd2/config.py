@@ -21,6 +21,12 @@ def atari_decomposition() -> DecompositionConfig:
     return DecompositionConfig(K=2, mask_type="state", lambda_zero=1.0, hidden=256, head_signs="auto")
 
 
+def decompose_decomposition() -> DecompositionConfig:
+    # rd2 decompose: the Atari settings plus L_value (not in RD², issue 18), which separates same-sign sources
+    # (Gopher: balanced purity 0.44 -> 1.00, seed 0; README "Why Gopher mixed"). The RD² agent keeps the above.
+    return dataclasses.replace(atari_decomposition(), lambda_value=0.1)
+
+
 @dataclass
 class DecomposeConfig:
     """``rd2 decompose``: collect transitions, train only L_dec, measure purity (spec §9, §10.5)."""
@@ -59,7 +65,8 @@ class DecomposeConfig:
     reward_sources: str = ""  # "10=pellet,200=ghost": label raw reward values for purity (default: rd2.purity table)
     keep_replay: bool = False  # write replay.npz into the run dir (else resume collects the same data again)
     collapse_fraction: float = 0.8  # collapsed if the final L_sum is above this × its constant-prediction value
-    decomposition: DecompositionConfig = field(default_factory=atari_decomposition)
+    separation_warn: float = 0.75  # warn when a source's matched channel carries a median share below this
+    decomposition: DecompositionConfig = field(default_factory=decompose_decomposition)
 
 
 PRESETS: dict[str, dict[str, object]] = {

@@ -422,6 +422,11 @@ def finish(cfg: DecomposeConfig, model: RewardDecomposition, replay: ReplayBuffe
                         action=b.action, sub_rewards=sub[pick])
 
     mask_size = masks.sum(2)  # (n, K)
+    # |r̂_k| / Σ_j |r̂_j|: how much of a transition's reward its channels carry. Purity (argmax) cannot tell a
+    # separated decomposition from channels that each hold a fixed mixture of every source (Gopher, issue 18).
+    shares = np.abs(sub) / np.maximum(np.abs(sub).sum(1, keepdims=True), 1e-12)
+    separation = {names[s]: float(np.median(shares[labels == s, k])) for k, s in res.mapping.items()
+                  if (labels == s).any()}
     stats = []
     for k in range(K):
         row = {"channel": k, "mean": float(sub[:, k].mean()), "std": float(sub[:, k].std()),
@@ -433,13 +438,19 @@ def finish(cfg: DecomposeConfig, model: RewardDecomposition, replay: ReplayBuffe
             sel = labels == s
             if sel.any():
                 row[f"mean_on[{name}]"] = float(sub[sel, k].mean())
+                row[f"share_on[{name}]"] = float(np.median(shares[sel, k]))
         stats.append(row)
     pd.DataFrame(stats).to_csv(run.file("channel_stats.csv"), index=False)
 
     checks = health(*_health_inputs(model, replay, cfg, spec, device, scale), l_sum_final, cfg)
+    checks["separation"] = separation
     if len(names) < 2:
         checks["warnings"].append(f"only one reward source ({names[0] if names else 'none'}): nothing to "
                                  "decompose, the purity says nothing")
+    elif separation and min(separation.values()) < cfg.separation_warn:
+        checks["warnings"].append("the channels mix the reward sources: the matched channel carries a median "
+                                  + ", ".join(f"{v:.0%} of {n}" for n, v in separation.items())
+                                  + " (1/K when every channel holds the same share)")
     _figures(cfg, model, replay, spec, run, device, idx, raw_idx, labels, names, masks, sub, res)
 
     # r̂_k (sub_rewards.csv, scatter.png) are in units of the regression target: raw reward / reward_scale.

@@ -7,6 +7,8 @@ Loss (§3.2):  L_dec = L_sum + λ_mini·L_mini + λ_div1·L_div1 (+ λ_div2·L_d
     L_div1 = −mean_B Σ_k Σ_{j≠k} log(Σ_i ReLU(m_k^i − m_j^i) + ε)         unique sub-states
     L_div2 = Σ_{k≠j} |corr_B(r̂_k, r̂_j)|     (UNVERIFIED, off by default) non-trivial / decorrelated channels
     L_zero = mean_{B: r=0} Σ_k r̂_k²          ([CODE] MuDE r_zero_loss)   sparse sub-rewards on zero-reward steps
+    L_value = mean_{B: r≠0} Σ_k p_ik (r_i − μ_k)² / Var(r),  p_ik = |r̂_ik| / Σ_j |r̂_ij|,  μ_k = Σ_i p_ik r_i / Σ_i p_ik
+                                             (not in RD², issue 18)  soft k-means of the reward values over channels
 
 Heads see only their masked features (plus, optionally, the one-hot action, which is not a state feature).
 """
@@ -30,6 +32,12 @@ class DecompositionConfig:
     lambda_div1: float = 1e-2  # [CODE] MuDE Ldiv1 weight
     lambda_div2: float = 0.0  # L_div2 is UNVERIFIED: off by default (§3.2)
     lambda_zero: float = 0.0  # [CODE] MuDE uses 1.0 when enabled; the Atari presets enable it
+    # L_value (not in the spec; issue 18): L_sum is indifferent to how a reward is shared among channels of the same
+    # sign, and the masks (≈ 0.5 everywhere on Atari) do not break that tie, so Gopher's channels ended as fixed
+    # mixtures of both sources (README "Why Gopher mixed"). L_value is the within-channel variance of the reward
+    # values, with each transition counted in channel k by its share of the reward: its minimum puts each reward
+    # value (a source scores a fixed number of points) in one channel. It moves shares only, not the sum.
+    lambda_value: float = 0.0
     eps: float = 1e-7  # [CODE] MuDE ε inside the logs
     hidden: int = 256  # head / mask-network width ([CODE] MuDE 32–256)
     activation: str = "relu"  # head activation; MuDE uses "elu", which fits the toy's sharp rewards far worse
@@ -213,6 +221,25 @@ def loss_zero(sub_rewards: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
     return sub_rewards[zero].pow(2).sum(1).mean()
 
 
+def loss_value(sub_rewards: torch.Tensor, reward: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Soft k-means of the reward values over channels, on the nonzero-reward rows: mean_i Σ_k p_ik (r_i − μ_k)²
+    divided by Var(r), with p_ik = (|r̂_ik| + ε) / Σ_j (|r̂_ij| + ε) the share of channel k in transition i's reward
+    and μ_k = Σ_i p_ik r_i / Σ_i p_ik. 0 when each channel carries one reward value, 1 when every channel holds the
+    same share of every reward (or one channel holds all). Depends on r̂ only through the shares: scale-free, and it
+    cannot trade against L_sum's fit of the total. 0 when the nonzero rewards all have one value."""
+    nz = reward != 0
+    r = reward[nz]
+    if r.numel() < 2:
+        return sub_rewards.new_zeros(())
+    var = r.var(unbiased=False)
+    if var <= 0:
+        return sub_rewards.new_zeros(())
+    a = sub_rewards[nz].abs() + eps
+    p = a / a.sum(1, keepdim=True)  # (n, K)
+    mu = (p * r[:, None]).sum(0) / p.sum(0).clamp_min(1e-12)
+    return (p * (r[:, None] - mu).pow(2)).sum(1).mean() / var
+
+
 def loss_sign(sub_rewards: torch.Tensor, signs: list[str]) -> torch.Tensor:
     """Soft sign prior: mean_B Σ_k ReLU(−s_k·r̂_k)² over the channels with a sign s_k ∈ {+1, −1}."""
     s = torch.tensor([{"+": 1.0, "-": -1.0, "0": 0.0}[t] for t in signs], device=sub_rewards.device)
@@ -244,6 +271,9 @@ def decomposition_loss(out: dict[str, torch.Tensor], reward: torch.Tensor,
     if cfg.lambda_zero:
         terms["L_zero"] = loss_zero(sub, reward)
         total = total + cfg.lambda_zero * terms["L_zero"]
+    if cfg.lambda_value:
+        terms["L_value"] = loss_value(sub, reward)
+        total = total + cfg.lambda_value * terms["L_value"]
     if cfg.head_signs and cfg.sign_fn == "penalty" and cfg.lambda_sign:
         terms["L_sign"] = loss_sign(sub, parse_signs(cfg.head_signs, cfg.K))
         total = total + cfg.lambda_sign * terms["L_sign"]
