@@ -135,6 +135,24 @@ def test_corrupt_checkpoint_is_reported_on_resume(tmp_path) -> None:
     assert res.exit_code == 2 and ckpt.name in res.output and "Traceback" not in res.output
 
 
+def test_same_sign_sources_are_separated_and_mixing_is_reported(tmp_path, monkeypatch) -> None:
+    """Issue 18 (Gopher): two sources of one sign (coin +1, bomb +5). Without L_value (--lambda-value 0) each
+    channel holds a share of both and the run warns that the channels mix the sources; the default separates them
+    (each source's reward in one channel)."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    same = [a if a != "synthetic_env:make_env" else "synthetic_env:make_same_sign_env" for a in SYNTH]
+    same[same.index("1=coin,-2=bomb")] = "1=coin,5=bomb"
+    res = _cli(*same, "--iters", "300", "--run-dir", str(tmp_path / "default"))
+    assert res.exit_code == 0, res.output
+    good = json.loads((tmp_path / "default" / "purity.json").read_text())
+    assert good["head_signs"] == "+,+" and good["balanced_purity"] >= 0.9, good
+    assert min(good["health"]["separation"].values()) >= 0.9 and "mix the reward sources" not in res.output
+    res = _cli(*same, "--iters", "300", "--lambda-value", "0", "--run-dir", str(tmp_path / "off"))
+    assert res.exit_code == 0, res.output
+    off = json.loads((tmp_path / "off" / "purity.json").read_text())
+    assert min(off["health"]["separation"].values()) < 0.75 and "mix the reward sources" in res.output
+
+
 def test_synthetic_images_learn_and_dead_heads_are_reported_as_failed(tmp_path, monkeypatch) -> None:
     """Issue 18: a decomposition on a small image game learns (both sources separated); the same run with its
     torso killed (every ReLU dead, so the sub-rewards no longer depend on the input) is reported as collapsed,
