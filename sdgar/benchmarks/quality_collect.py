@@ -1,0 +1,53 @@
+"""Issue 17: gather the validation sweeps (``benchmarks/sweep_best.py`` output folders) into the two result files.
+
+    python benchmarks/quality_collect.py runs/q17/als-citeulike runs/q17/sdgar-citeulike runs/q17/als-gowalla \\
+        --out benchmarks/results
+
+Each folder is one sweep on one dataset (its name ends in ``-<data>``). Writes ``issue17_sweep_summary.csv`` (one
+row per setting tried, best validation NDCG@50 / Recall@20 and its epoch, sorted within each dataset and model)
+and ``issue17_sweep_curves.csv`` (every evaluation of every setting: validation metrics, cumulative seconds, mean
+SNIS ESS, D / G seconds). Test is not in these files: the sweeps never evaluate it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sweep_best import curve_rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("sweeps", nargs="+", type=Path, help="sweep_best.py --out folders, named <anything>-<data>")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = ap.parse_args()
+    rows, curves = [], []
+    for sweep in args.sweeps:
+        data = sweep.name.rsplit("-", 1)[-1]
+        for done in sorted(sweep.glob("*/result.json")):
+            row = json.loads(done.read_text())["row"]
+            rows.append({"data": data, **row})
+            curves.append(curve_rows(row["run"], done.parent).assign(data=data))
+    if not rows:
+        print("no finished sweep runs found")
+        return 1
+    summary = pd.DataFrame(rows)
+    summary["model"] = summary["run"].str.split("_").str[0]
+    summary = summary.sort_values(["data", "model", "valid_NDCG@50"], ascending=[True, True, False])
+    curve = pd.concat(curves, ignore_index=True)
+    curve = curve[["data", *[c for c in curve.columns if c != "data"]]]
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(args.out / "issue17_sweep_summary.csv", index=False, float_format="%.5g")
+    curve.to_csv(args.out / "issue17_sweep_curves.csv", index=False, float_format="%.5g")
+    print(summary.drop(columns="sets").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
