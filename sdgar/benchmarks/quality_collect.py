@@ -1,12 +1,15 @@
 """Issue 17: gather the validation sweeps (``benchmarks/sweep_best.py`` output folders) into the two result files.
 
     python benchmarks/quality_collect.py runs/q17/als-citeulike runs/q17/sdgar-citeulike runs/q17/als-gowalla \\
-        --out benchmarks/results
+        --final runs/q17/final-citeulike runs/q17/final-gowalla --out benchmarks/results
 
 Each folder is one sweep on one dataset (its name ends in ``-<data>``). Writes ``issue17_sweep_summary.csv`` (one
 row per setting tried, best validation NDCG@50 / Recall@20 and its epoch, sorted within each dataset and model)
 and ``issue17_sweep_curves.csv`` (every evaluation of every setting: validation metrics, cumulative seconds, mean
-SNIS ESS, D / G seconds). Test is not in these files: the sweeps never evaluate it.
+SNIS ESS, D / G seconds). Test is not in these files: the sweeps never evaluate it. ``--final`` folders are
+``sdgar compare`` outputs (named ``<anything>-<data>``) of the chosen settings: their ``runs.csv`` rows go to
+``issue17_test_runs.csv`` and each run's test curve (NDCG@50 / Recall@20 against training seconds, the
+time-to-quality data) to ``issue17_test_curves.csv``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sweep_best import curve_rows
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sweeps", nargs="+", type=Path, help="sweep_best.py --out folders, named <anything>-<data>")
+    ap.add_argument("--final", nargs="*", type=Path, default=[], help="sdgar compare --out folders")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args()
     rows, curves = [], []
@@ -46,6 +50,22 @@ def main() -> int:
     summary.to_csv(args.out / "issue17_sweep_summary.csv", index=False, float_format="%.5g")
     curve.to_csv(args.out / "issue17_sweep_curves.csv", index=False, float_format="%.5g")
     print(summary.drop(columns="sets").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    runs, test_curves = [], []
+    for final in args.final:
+        data = final.name.rsplit("-", 1)[-1]
+        table = pd.read_csv(final / "runs.csv").assign(data=data)
+        runs.append(table)
+        for r in table.itertuples():
+            m = pd.read_csv(final / f"{r.model}-seed{r.seed}" / "metrics.csv")
+            m["train_seconds"] = m["epoch_seconds"].cumsum()
+            m = m.dropna(subset=["NDCG@50"])
+            test_curves.append(pd.DataFrame({"data": data, "model": r.model, "seed": r.seed, "epoch": m["epoch"],
+                                             "train_seconds": m["train_seconds"], "test_NDCG@50": m["NDCG@50"],
+                                             "test_Recall@20": m["Recall@20"]}))
+    if runs:
+        pd.concat(runs, ignore_index=True).to_csv(args.out / "issue17_test_runs.csv", index=False, float_format="%.5g")
+        pd.concat(test_curves, ignore_index=True).to_csv(args.out / "issue17_test_curves.csv", index=False,
+                                                         float_format="%.5g")
     return 0
 
 
