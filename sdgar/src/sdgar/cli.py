@@ -88,7 +88,8 @@ def _report(dataset: Any) -> None:
 @data_options
 @click.option("--model", default="sdgar", show_default=True, help="sdgar, bpr, or another registered model.")
 @click.option("--preset", default=None,
-              help="citeulike | gowalla | best | demo (default: the dataset's own, if any).")
+              help="citeulike | gowalla | best | new-data | issue10 | demo (default: the dataset's own; SD-GAR "
+                   "on a path: new-data).")
 @click.option("--epochs", type=POSITIVE, default=None, help="Number of epochs (official: 75).")
 @click.option("--eval-every", type=POSITIVE, default=None, help="Evaluate every N epochs (official: 5).")
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N  [default: auto]")
