@@ -47,8 +47,9 @@ class SDGARConfig:
     skip_last_gen_update: bool = False  # the official run's update after the last epoch is never used (§2)
     lr_decay: float = 1.0  # D learning rate × this after every D epoch (not in the official code; issue 10)
     neg_weight: float = 1.0  # L = ½(L_pos + neg_weight·L_neg); 1 is the official loss (issue 10 sweep knob)
-    # §1.6 steps as torch dense blocks (default; faster on Gowalla: 31 vs 41 s at load 6) or numba kernels (CPU)
-    gen_update: Literal["torch", "numba"] = "torch"
+    # §1.6 steps as numba kernels (CPU) or torch dense blocks; auto: numba on the CPU (same steps and estimators;
+    # Gowalla d 128: 22 vs 50–55 s, citeulike-t d 32: 9–10 vs 16–17 s, load ~5), torch on CUDA
+    gen_update: Literal["auto", "torch", "numba"] = "auto"
     engine: Literal["torch", "fast"] = "torch"  # fast: numba Hogwild per-positive D steps on the CPU (issue 21)
     fast_optimizer: Literal["rowwise_adagrad", "adagrad", "sgd"] = "rowwise_adagrad"  # engine fast: optimizer of D
     fast_lr: float = 0.2  # engine fast: chosen on citeulike-t validation (10% of train) among 0.01/0.05/0.2, 20 epochs
@@ -122,7 +123,10 @@ class SDGAR(SampledNegativeEngine):
         cfg = self.config
         start = time.perf_counter()
         user, item, bias = self.d.factors()
-        update = self.g.update_fast if cfg.gen_update == "numba" else self.g.update
+        kind = cfg.gen_update
+        if kind == "auto":
+            kind = "numba" if self.g.x.device.type == "cpu" else "torch"
+        update = self.g.update_fast if kind == "numba" else self.g.update
         stats = update(user, item, bias, gen, cfg.temperature, cfg.lambda_x, cfg.lambda_y, cfg.gen_sample_num_item,
                        cfg.gen_sample_num_user)
         self.gen_updates += 1
