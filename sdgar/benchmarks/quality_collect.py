@@ -7,7 +7,7 @@ Each folder is one sweep on one dataset (its name ends in ``-<data>``). Writes `
 row per setting tried, best validation NDCG@50 / Recall@20 and its epoch, sorted within each dataset and model)
 and ``issue17_sweep_curves.csv`` (every evaluation of every setting: validation metrics, cumulative seconds, mean
 SNIS ESS, D / G seconds). Test is not in these files: the sweeps never evaluate it. ``--final`` folders are
-``sdgar compare`` outputs (named ``<anything>-<data>``) of the chosen settings: their ``runs.csv`` rows go to
+``sdgar compare`` outputs (named ``<anything>-<data>``) of the chosen settings: every run's row goes to
 ``issue17_test_runs.csv`` and each run's test curve (NDCG@50 / Recall@20 against training seconds, the
 time-to-quality data) to ``issue17_test_curves.csv``.
 """
@@ -53,7 +53,9 @@ def main() -> int:
     runs, test_curves = [], []
     for final in args.final:
         data = final.name.rsplit("-", 1)[-1]
-        table = pd.read_csv(final / "runs.csv").assign(data=data)
+        # every finished run's row (result.json), also those of an earlier compare call into the same folder
+        table = pd.DataFrame([json.loads(p.read_text())["row"] for p in sorted(final.glob("*-seed*/result.json"))])
+        table = table.assign(data=data)
         runs.append(table)
         for r in table.itertuples():
             m = pd.read_csv(final / f"{r.model}-seed{r.seed}" / "metrics.csv")
