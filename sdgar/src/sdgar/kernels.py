@@ -702,6 +702,22 @@ def als_cg(X, Y, gram, indptr, indices, conf, steps):
 # -- evaluation: top-k per row of a score block with the training items masked
 
 
+@njit(inline="always")
+def _push_topk(best_v, best_i, filled, v, j):
+    """Insert (v, j) into the descending buffer of the k best (ties by lower index) that already holds ``filled``
+    entries; the caller has checked that it belongs there. Returns the new fill count."""
+    k = best_v.shape[0]
+    pos = filled if filled < k else k - 1
+    while pos > 0 and (v > best_v[pos - 1] or (v == best_v[pos - 1] and j < best_i[pos - 1])):
+        if pos < k:
+            best_v[pos] = best_v[pos - 1]
+            best_i[pos] = best_i[pos - 1]
+        pos -= 1
+    best_v[pos] = v
+    best_i[pos] = j
+    return filled + 1 if filled < k else filled
+
+
 @njit(parallel=True, cache=True)
 def topk_masked(scores, rows0, indptr, indices, k, out_idx):
     """Indices of the k largest scores of each row (descending; ties by lower index) with the row's training items
@@ -721,16 +737,7 @@ def topk_masked(scores, rows0, indptr, indices, k, out_idx):
             v = row[j]
             if (filled == k and not v > best_v[k - 1]) or not v > -np.inf:  # masked items never enter
                 continue
-            pos = filled if filled < k else k - 1
-            while pos > 0 and v > best_v[pos - 1]:
-                if pos < k:
-                    best_v[pos] = best_v[pos - 1]
-                    best_i[pos] = best_i[pos - 1]
-                pos -= 1
-            best_v[pos] = v
-            best_i[pos] = j
-            if filled < k:
-                filled += 1
+            filled = _push_topk(best_v, best_i, filled, v, j)  # j ascends: a tie never moves past an entry
         for t in range(k):
             out_idx[r, t] = best_i[t]  # −1 where the row has fewer than k items left
 
@@ -842,16 +849,7 @@ def rescore_topk(user, item, bias, rows0, cand, cand_last, q_max, b_max, k, out_
             j = cand[r, c]
             if filled == k and not (v > best_v[k - 1] or (v == best_v[k - 1] and j < best_i[k - 1])):
                 continue
-            pos = filled if filled < k else k - 1
-            while pos > 0 and (v > best_v[pos - 1] or (v == best_v[pos - 1] and j < best_i[pos - 1])):
-                if pos < k:
-                    best_v[pos] = best_v[pos - 1]
-                    best_i[pos] = best_i[pos - 1]
-                pos -= 1
-            best_v[pos] = v
-            best_i[pos] = j
-            if filled < k:
-                filled += 1
+            filled = _push_topk(best_v, best_i, filled, v, j)
         for c in range(k):
             out_idx[r, c] = best_i[c]
         if nv < n_cand:
