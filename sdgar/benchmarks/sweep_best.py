@@ -7,11 +7,12 @@
 Every combination of the ``--grid`` values (on top of the ``--base`` overrides and the ``citeulike`` preset) is one
 ordinary training run on citeulike-t with ``valid_frac`` 0.1 (split seed 0): the best epoch is chosen on validation
 NDCG@50 only, and test is not evaluated at all unless ``--eval-test`` is given (issue 17: test is read once, for
-the chosen setting, by ``sdgar compare``). Runs go one after the other in
-this process (one thread by default: the machine is shared). A run whose folder holds ``result.json`` is reused, so
-stages can be added and the sweep resumed. Outputs in ``--out``: ``summary.csv`` (one row per run, sorted by
-validation NDCG@50) and ``curves.csv`` (validation NDCG@50 / Recall@20 at every evaluation, cumulative seconds,
-mean SNIS ESS and D / G seconds of that epoch when the model logs them).
+the chosen setting, by ``sdgar compare``). Runs go one after the other in this process (one thread by default: the
+machine is shared). A run whose folder holds ``result.json`` is reused, so stages can be added and the sweep
+resumed; an interrupted run (its config.json and a checkpoint, no result.json) is continued from its last epoch
+(exact resume), so one long run can be split over several pieces. Outputs in ``--out``: ``summary.csv`` (one row
+per run, sorted by validation NDCG@50) and ``curves.csv`` (validation NDCG@50 / Recall@20 at every evaluation,
+cumulative seconds, mean SNIS ESS and D / G seconds of that epoch when the model logs them).
 ``--model als`` gives the reference on the same split. Skips with a message when the data folder is absent.
 """
 
@@ -56,6 +57,15 @@ def run_name(model: str, sets: list[str]) -> str:
         name = key.partition(".")[2]
         parts.append(f"{SHORT.get(name, name)}{value}")
     return "_".join(parts).replace("lazy_adam", "lazy")
+
+
+def resumable(folder: Path, config_json: dict[str, Any]) -> bool:
+    """An interrupted run of the same config (config.json equal, a checkpoint, no result.json): continue it, so a
+    long run can be split into pieces (e.g. ``timeout -s INT 14m ...``, then the same command again)."""
+    cfg, ckpts = folder / "config.json", folder / "checkpoints"
+    if (folder / "result.json").is_file() or not cfg.is_file() or not ckpts.is_dir() or not any(ckpts.glob("*.pt")):
+        return False
+    return json.loads(cfg.read_text()) == config_json
 
 
 def curve_rows(name: str, folder: Path) -> pd.DataFrame:
@@ -110,16 +120,25 @@ def main() -> int:
         if done.is_file() and json.loads(done.read_text())["config"] == config_json:
             print(f"reusing {folder}", flush=True)
             continue
-        if folder.exists():
+        resume = resumable(folder, config_json)
+        if folder.exists() and not resume:
             shutil.rmtree(folder)
         if dataset is None:
             dataset = load_dataset(config.data)
-        print(f"\n=== {name} ===", flush=True)
-        result = train(config, dataset, RunDir.create(out, name), echo=lambda s: print(s, flush=True))
+        print(f"\n=== {name} ===" + ("  (resumed from its last checkpoint)" if resume else ""), flush=True)
+        run_dir = RunDir.open(folder) if resume else RunDir.create(out, name)
+        try:
+            result = train(config, dataset, run_dir, resume=resume, echo=lambda s: print(s, flush=True))
+        except KeyboardInterrupt:  # e.g. timeout -s INT: the last finished epoch's checkpoint is kept
+            print(f"interrupted: {folder} keeps its last epoch's checkpoint; the same command continues it",
+                  flush=True)
+            return 130
         best = result.best
+        metrics = pd.read_csv(folder / "metrics.csv")  # all epochs, also those before a resume
+        seconds = float(metrics["epoch_seconds"].sum() + metrics.get("eval_seconds", pd.Series(dtype=float)).sum())
         row: dict[str, Any] = {"run": name, "sets": " ".join(args.base + sets), "best_epoch": result.best_epoch,
-                               "epochs_run": int(pd.read_csv(folder / "metrics.csv")["epoch"].iloc[-1]),
-                               "seconds": round(result.seconds, 1),
+                               "epochs_run": int(metrics["epoch"].iloc[-1]),
+                               "seconds": round(seconds, 1),
                                "valid_NDCG@50": best.get("valid_NDCG@50"),
                                "valid_Recall@20": best.get("valid_Recall@20"),
                                **({"test_NDCG@50": best.get("NDCG@50"), "test_Recall@20": best.get("Recall@20")}
