@@ -231,3 +231,47 @@ def test_load_agent_acts_on_one_observation(tmp_path) -> None:
     assert isinstance(a, int) and 0 <= a < agent.n_actions
     assert a == agent.act(obs)  # greedy: deterministic
     assert agent.act(np.stack([obs, obs])).tolist() == [a, a]
+
+
+def test_rd2_dec_every_skips_the_decomposition_batch(tmp_path, monkeypatch) -> None:
+    from neurips20_common import UserError
+
+    from rd2.config import TrainConfig
+    from rd2.train import train
+
+    with pytest.raises(UserError, match="dec_every"):
+        agent_config("rd2", "toy", {"dec_every": 0})
+    torch.manual_seed(0)
+    agent = RD2Agent(agent_config("rd2", "toy", {"dec_every": 2}), (6,), 5, torch.device("cpu"), num_components=2)
+    assert [agent.wants_reward_batch(u) for u in range(5)] == [True, False, True, False, True]
+    b = 8
+    batch = _batch(3, obs=torch.rand(b, 6), action=torch.randint(0, 5, (b,)), returns=torch.rand(b),
+                   next_obs=torch.rand(b, 6), discount=torch.full((b,), 0.9), weights=torch.ones(b),
+                   reward=torch.zeros(b), n_used=torch.full((b,), 3), seq_obs=torch.rand(b, 3, 6),
+                   seq_alive=torch.ones(b, 3, dtype=torch.bool))
+    dec, q_heads = agent.online.decomposition, agent.online.q_heads
+
+    def snapshot():
+        return [p.detach().clone() for p in dec.parameters()], [p.detach().clone() for p in q_heads.parameters()]
+
+    def changed(before, params):
+        return any(not torch.equal(a, p) for a, p in zip(before, params, strict=True))
+
+    dec0, q0 = snapshot()
+    _, metrics = agent.update(batch)  # no decomposition batch: the TD loss alone, which stops at the reward heads
+    assert "L_sum" not in metrics and changed(q0, q_heads.parameters()) and not changed(dec0, dec.parameters())
+    batch.extra["dec_obs"], batch.extra["dec_reward"] = torch.rand(b, 6), torch.rand(b)
+    dec0, _ = snapshot()
+    _, metrics = agent.update(batch)
+    assert "L_sum" in metrics and changed(dec0, dec.heads.parameters())
+    # the trainer asks the replay for a decomposition batch on updates 0, 3, 6, ... only
+    from rd2.agents.memory import AgentReplay as Replay
+
+    calls = []
+    original = Replay.reward_batch
+    monkeypatch.setattr(Replay, "reward_batch", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    cfg = TrainConfig(env="toy", algo="rd2", preset="toy", frames=300, eval_every=0, ckpt_every=0, progress=False)
+    acfg = agent_config("rd2", "toy", {"learning_starts": 100, "batch_size": 16, "hidden": 16, "q_hidden": 16,
+                                       "dec_batch_size": 16, "decomposition.hidden": 16, "dec_every": 3})
+    summary = train(cfg, acfg, run_dir=tmp_path / "run")
+    assert summary["updates"] > 6 and len(calls) == -(-summary["updates"] // 3)

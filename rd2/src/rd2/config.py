@@ -223,7 +223,8 @@ def _fraction(name: str, value: float) -> None:
 def validate_agent(cfg: Any) -> None:
     """Counts and sizes positive, probabilities in [0, 1] (issue 15); a bad value is a UserError naming it."""
     for name in ("batch_size", "buffer_size", "n_step", "train_freq", "target_update", "atoms", "hidden",
-                 "torso_hidden", "lr", "adam_eps", "sigma0", "alpha", "dec_batch_size", "dec_lr"):
+                 "torso_hidden", "lr", "adam_eps", "sigma0", "alpha", "dec_batch_size", "dec_lr",
+                 "dec_every"):
         if hasattr(cfg, name):
             _positive(name, getattr(cfg, name))
     for name in ("learning_starts", "eps_decay_steps", "grad_clip", "beta0", "dec_weight", "lambda_sub"):

@@ -352,7 +352,7 @@ class Trainer:
         beta = linear(acfg.beta0, 1.0, self.total_steps, self.step)
         self.agent.prepare(self.replay)
         batch = self.replay.sample(acfg.batch_size, self.rng, self.device, beta)
-        if self.agent.needs_reward_batch:
+        if self.agent.needs_reward_batch and self.agent.wants_reward_batch(self.updates):
             batch.extra["dec_obs"], batch.extra["dec_reward"] = self.replay.reward_batch(
                 acfg.dec_batch_size, self.rng, self.device, **self.agent.reward_batch_kwargs())
         priorities, metrics = self.agent.update(batch)

@@ -178,6 +178,10 @@ class Agent:
     def prepare(self, replay: Any) -> None:
         """Called before each update with the replay (RD²: fixes its reward scale and sign prior); no-op here."""
 
+    def wants_reward_batch(self, update: int) -> bool:
+        """Whether update number ``update`` (0-based) gets the extra reward batch (``needs_reward_batch`` agents)."""
+        return self.needs_reward_batch
+
     def reward_batch_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of AgentReplay.reward_batch for agents with ``needs_reward_batch``."""
         return {}

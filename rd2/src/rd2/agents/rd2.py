@@ -55,6 +55,9 @@ class RD2Config(RainbowConfig):
     dec_lr: float = 1e-4  # Adam lr of the masks and reward heads (the torso uses lr)
     mask_lr_scale: float = 10.0  # constant (toy) masks learn faster, as in rd2.toy_experiment
     dec_batch_size: int = 32
+    # L_dec on every dec_every-th update only (the others skip the decomposition batch: an online forward over the
+    # TD batch alone). 1 = every update (the joint loss of spec §3.3); > 1 is a speed option (benchmarks/sps.py)
+    dec_every: int = 1
     # as `rd2 decompose` (rd2.config.DecomposeConfig): balance over raw values, regress r / max|r|; the spec's
     # default (§3.2, UNVERIFIED) is dec_balance=clipped, reward_target=clipped
     dec_balance: str = "raw"  # reward-balanced decomposition batch (raw | clipped | none)
@@ -175,6 +178,9 @@ class RD2Agent(Agent):
             self.set_head_signs(auto_signs(buf, self.num_components))
             self.auto_signs = False
 
+    def wants_reward_batch(self, update: int) -> bool:
+        return update % self.cfg.dec_every == 0
+
     def reward_batch_kwargs(self) -> dict[str, Any]:
         c = self.cfg
         return {"balance": c.dec_balance, "nonzero_fraction": c.dec_nonzero_fraction, "target": c.reward_target,
@@ -276,10 +282,13 @@ class RD2Agent(Agent):
     def loss(self, batch: TensorBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         c = self.cfg
         b = len(batch.action)
+        # L_dec on this update: with dec_every > 1 the trainer gives a decomposition batch only every dec_every-th
+        # update (wants_reward_batch); without one, dec_every = 1 falls back to the window's (s_{t+1}, r_t)
+        with_dec = "dec_obs" in batch.extra or c.dec_every == 1
         dec_obs = batch.extra.get("dec_obs", batch.seq_obs[:, 0])
         dec_reward = batch.extra.get("dec_reward", batch.reward)
         # one online forward over the TD batch and the decomposition batch
-        out = self.online.decomposition(torch.cat([batch.obs, dec_obs.to(batch.obs.dtype)]))
+        out = self.online.decomposition(torch.cat([batch.obs, dec_obs.to(batch.obs.dtype)]) if with_dec else batch.obs)
         heads = self.online.heads(out["features"][:b], out["masks"][:b])
         q = heads["q"][torch.arange(b), :, batch.action]  # (B, K)
         window = None
@@ -303,6 +312,8 @@ class RD2Agent(Agent):
             per_sample = per_sample_q
             priority = (q - y).sum(1).abs().detach()  # PER on the summed TD error (spec §3.3 A)
         loss = (batch.weights * per_sample).mean()
+        if not with_dec:
+            return loss, priority, metrics
         # the decomposition, on its own reward-balanced batch of transitions (s_{t+1}, reward target)
         dec_out = {key: out[key][b:] for key in ("sub_rewards", "masks", "features")}
         l_dec, dec_logs = decomposition_loss(dec_out, dec_reward, self.online.decomposition.cfg)
