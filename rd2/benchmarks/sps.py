@@ -120,6 +120,12 @@ def ours_sps(algo: str, env_id: str, num_envs: int, warmup: int, steps: int, buf
     return float(summary["sps"])
 
 
+def dtype_label(extra: dict) -> str:
+    """Which parts of the network run in bf16: float32, "bf16 torso" or "bf16 torso+heads"."""
+    torso, head = extra.get("torso_dtype") == "bfloat16", extra.get("head_dtype") == "bfloat16"
+    return "bf16 torso+heads" if torso and head else "bf16 torso" if torso else "bf16 heads" if head else "float32"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="Gopher")
@@ -132,7 +138,7 @@ def main() -> None:
     p.add_argument("--backend", default="auto", help="our Atari env backend: auto (native ale), ale, python")
     p.add_argument("--device", default="cpu", help="cpu or cuda (replay frames on the device for ours)")
     p.add_argument("--compile", action="store_true", help="also rows with torch.compile'd networks (dqn, rd2)")
-    p.add_argument("--no-bf16", action="store_true", help="skip the rows with torso_dtype=bfloat16")
+    p.add_argument("--no-bf16", action="store_true", help="skip the rows with torso_dtype / head_dtype bfloat16")
     p.add_argument("--out", default="rd2/benchmarks/results/sps.csv")
     args = p.parse_args()
     rows = []
@@ -142,7 +148,7 @@ def main() -> None:
           flush=True)
     ref, t_update = reference_sps(args.env, args.warmup, args.steps, args.buffer, args.threads, device=args.device)
     rows.append({"loop": "reference (CleanRL dqn_atari)", "algo": "dqn", "num_envs": 1, "sps": ref,
-                 "torso_dtype": "float32"})
+                 "dtype": "float32"})
     share = t_update * ref / args.steps
     print(f"{'reference (CleanRL dqn_atari)':32s} envs 1: {ref:7.1f} SPS; its updates take {100 * share:.0f}% of "
           f"its time: with the same updates no loop exceeds {args.steps / t_update:.0f} SPS "
@@ -152,39 +158,43 @@ def main() -> None:
     if "rd2" in args.algos.split(","):  # the faster RD² target (r̂ = 0 on zero-reward steps, see rd2.agents.rd2)
         variants.append(("rd2", most, False, {"window_rewards": "nonzero"}))
     if not args.no_bf16:  # the conv torso in bf16 (AgentConfig.torso_dtype; heads, losses and Adam stay float32)
-        variants += [(a, most, False, {"torso_dtype": "bfloat16"}) for a in ("dqn", "rd2") if a in args.algos]
+        bf16, bf16_all = {"torso_dtype": "bfloat16"}, {"torso_dtype": "bfloat16", "head_dtype": "bfloat16"}
+        variants += [(a, most, False, bf16) for a in ("dqn", "rd2") if a in args.algos]
+        # and the heads' 3136-wide first layers (AgentConfig.head_dtype)
+        variants += [(a, most, False, bf16_all) for a in ("dqn", "rd2") if a in args.algos]
         if "rd2" in args.algos.split(","):
-            variants.append(("rd2", most, False, {"torso_dtype": "bfloat16", "window_rewards": "nonzero"}))
+            variants.append(("rd2", most, False, {**bf16, "window_rewards": "nonzero"}))
+            # every RD² speed option at once: bf16, the nonzero window, L_dec on every 4th update (RD2Config)
+            variants.append(("rd2", most, False, {**bf16_all, "window_rewards": "nonzero", "dec_every": 4}))
     if args.compile:
         variants += [(a, most, True, {}) for a in ("dqn", "rd2")]
     for algo, n, comp, extra in variants:
         sps = ours_sps(algo, args.env, n, args.warmup, args.steps, args.buffer, args.threads, args.backend, comp,
                        extra=extra, device=args.device)
         name = "rd2 train" + (" (compiled)" if comp else "") + "".join(f" {k}={v}" for k, v in extra.items())
-        rows.append({"loop": name, "algo": algo, "num_envs": n, "sps": sps,
-                     "torso_dtype": extra.get("torso_dtype", "float32")})
+        rows.append({"loop": name, "algo": algo, "num_envs": n, "sps": sps, "dtype": dtype_label(extra)})
         print(f"{name + ' ' + algo:32s} envs {n}: {sps:7.1f} SPS  ({sps / ref:4.2f}x reference)", flush=True)
     # rd2.train.Trainer keeps freed memory (rd2.train.keep_freed_memory, process-wide, set by the rows above): the
     # reference again under that allocator setting shows how much of the gap is the allocator alone
     ref_kept, _ = reference_sps(args.env, args.warmup, args.steps, args.buffer, args.threads, device=args.device)
     rows.append({"loop": "reference, freed memory kept", "algo": "dqn", "num_envs": 1, "sps": ref_kept,
-                 "torso_dtype": "float32"})
+                 "dtype": "float32"})
     print(f"{'reference, freed memory kept':32s} envs 1: {ref_kept:7.1f} SPS  ({ref_kept / ref:4.2f}x reference)",
           flush=True)
-    # our DQN at the same num_envs and torso dtype (bf16 rows are compared with the bf16 DQN)
-    dqn = {(r["num_envs"], r["torso_dtype"]): r["sps"] for r in rows
-           if r["algo"] == "dqn" and r["loop"] in ("rd2 train", "rd2 train torso_dtype=bfloat16")}
+    # our DQN at the same num_envs and dtypes (bf16 rows are compared with the DQN of the same bf16 setting)
+    dqn = {(r["num_envs"], r["dtype"]): r["sps"] for r in rows
+           if r["algo"] == "dqn" and r["loop"].startswith("rd2 train") and "compiled" not in r["loop"]}
     rainbow = {r["num_envs"]: r["sps"] for r in rows if r["algo"] == "rainbow" and r["loop"] == "rd2 train"}
     for r in rows:
         r["x_reference"] = r["sps"] / ref
-        base = dqn.get((r["num_envs"], r["torso_dtype"]))
+        base = dqn.get((r["num_envs"], r["dtype"]))
         ours = not r["loop"].startswith("reference")
         r["time_per_frame_vs_dqn"] = base / r["sps"] if base and ours else ""
         r["time_per_frame_vs_rainbow"] = (rainbow[r["num_envs"]] / r["sps"] if r["num_envs"] in rainbow and ours
-                                          and r["torso_dtype"] == "float32" else "")
+                                          and r["dtype"] == "float32" else "")
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print("\ntime per frame relative to our DQN at the same num_envs and torso dtype (and to Rainbow, float32):")
+    print("\ntime per frame relative to our DQN at the same num_envs and dtypes (and to Rainbow, float32):")
     for r in rows:
         if r["time_per_frame_vs_dqn"] != "":
             vs_rb = r["time_per_frame_vs_rainbow"]

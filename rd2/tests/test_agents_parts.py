@@ -183,3 +183,44 @@ def test_bf16_torso_keeps_float32_weights_and_passes_gradients(algo) -> None:
     assert grad is not None and grad.dtype == torch.float32 and float(grad.abs().sum()) > 0
     with pytest.raises(UserError, match="torso_dtype"):
         validate_agent(agent_config(algo, "cpu", {"torso_dtype": "float16"}))
+
+
+@pytest.mark.parametrize("algo", ["dqn", "rainbow", "rd2"])
+def test_bf16_head_layers_read_the_features_in_bf16_and_keep_float32_weights(algo) -> None:
+    from neurips20_common import UserError
+
+    from rd2.agents import ALGOS
+    from rd2.agents.base import _BF16Linear, _BF16NoisyLinear
+    from rd2.config import agent_config, validate_agent
+
+    extra = {"reward_target": "clipped"} if algo == "rd2" else {}
+    torch.manual_seed(0)
+    agent = ALGOS[algo][0](agent_config(algo, "cpu", {"hidden": 32, "head_dtype": "bfloat16", **extra}),
+                           (4, 84, 84), 3, torch.device("cpu"), num_components=2)
+    fp32 = ALGOS[algo][0](agent_config(algo, "cpu", {"hidden": 32, **extra}), (4, 84, 84), 3, torch.device("cpu"),
+                          num_components=2)
+    assert agent.online.state_dict().keys() == fp32.online.state_dict().keys()
+    assert all(v.dtype != torch.bfloat16 for v in agent.online.state_dict().values())
+    fp32.online.load_state_dict(agent.online.state_dict())
+    swapped = [m for m in agent.online.modules() if isinstance(m, (_BF16Linear, _BF16NoisyLinear))]
+    wide = [m for m in fp32.online.modules() if isinstance(m, torch.nn.Linear | NoisyLinear) and m.in_features == 3136]
+    assert len(swapped) == len(wide) > 0 and all(m.in_features == 3136 for m in swapped)
+    # rd2: K sub-Q heads × (value, advantage) and K reward heads; dqn one layer; rainbow value + advantage
+    assert len(swapped) == {"dqn": 1, "rainbow": 2, "rd2": 6}[algo]
+    obs = torch.randint(0, 255, (20, 4, 84, 84), dtype=torch.uint8)
+    agent.online.eval(), fp32.online.eval()
+    with torch.no_grad():
+        out, ref = agent.action_values(agent.online, obs), fp32.action_values(fp32.online, obs)
+    assert out.dtype == torch.float32 and not torch.equal(out, ref)
+    assert float((out - ref).norm() / ref.norm()) < 0.05
+    with torch.no_grad():  # a copy keeps the bf16 layers
+        assert torch.equal(agent.action_values(copy.deepcopy(agent.online), obs), out)
+    agent.online.train()
+    values = agent.action_values(agent.online, obs)  # 20 rows: the noisy layers build their weight
+    (values * torch.rand_like(values)).sum().backward()  # random weights: Σ_a of a dueling head has no A gradient
+    grads = [(m.weight_mu if isinstance(m, NoisyLinear) else m.weight).grad for m in swapped]
+    grads = [g for g in grads if g is not None]  # rd2: the reward heads are not on the path of the action values
+    assert len(grads) == {"dqn": 1, "rainbow": 2, "rd2": 4}[algo]
+    assert all(g.dtype == torch.float32 and float(g.abs().sum()) > 0 for g in grads)
+    with pytest.raises(UserError, match="head_dtype"):
+        validate_agent(agent_config(algo, "cpu", {"head_dtype": "float16"}))

@@ -243,6 +243,8 @@ def validate_agent(cfg: Any) -> None:
         _positive("decomposition.K", cfg.decomposition.K)
     if cfg.torso_dtype not in ("float32", "bfloat16"):
         raise UserError(f"torso_dtype must be float32 or bfloat16, got {cfg.torso_dtype!r}")
+    if cfg.head_dtype not in ("float32", "bfloat16"):
+        raise UserError(f"head_dtype must be float32 or bfloat16, got {cfg.head_dtype!r}")
 
 
 def validate_train(cfg: TrainConfig) -> None:

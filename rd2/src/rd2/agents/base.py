@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rd2.agents.networks import reset_noise
+from rd2.agents.networks import NoisyLinear, reset_noise
 from rd2.torso import NatureCNN
 
 
@@ -57,6 +57,10 @@ class AgentConfig:
     # the torso (heads, losses, Adam, the weights themselves) in float32. Not the paper's numerics: an option, off by
     # default (measured in benchmarks/sps.py: ~2x cheaper convs on a CPU with AVX512-BF16)
     torso_dtype: str = "float32"
+    # "bfloat16": the heads' first layers, the ones that read the Nature CNN's 3136 features (the widest matmuls after
+    # the convs), under bf16 autocast with float32 outputs; the later head layers, losses, weights and Adam stay
+    # float32. An option like torso_dtype (measured in benchmarks/sps.py, README "Throughput")
+    head_dtype: str = "float32"
 
 
 @dataclass
@@ -114,6 +118,11 @@ class Agent:
                 _bf16_convs(net, self.device.type)
         elif cfg.torso_dtype != "float32":
             raise ValueError(f"unknown torso_dtype {cfg.torso_dtype!r}: use float32 or bfloat16")
+        if cfg.head_dtype == "bfloat16":
+            for net in (self.online, self.target):
+                _bf16_feature_layers(net, self.device.type)
+        elif cfg.head_dtype != "float32":
+            raise ValueError(f"unknown head_dtype {cfg.head_dtype!r}: use float32 or bfloat16")
         # fused Adam: one kernel over all parameters (measured: Adam was ~1/4 of an RD² update on CPU unfused)
         self.optimizer = torch.optim.Adam(self.param_groups(), lr=cfg.lr, eps=cfg.adam_eps, fused=True)
         self.train_config: Any = None  # set by rd2.evaluate.load_agent: the run's TrainConfig
@@ -245,6 +254,36 @@ def _bf16_convs(net: nn.Module, device_type: str) -> None:
         if isinstance(m, NatureCNN) and type(m.net) is nn.Sequential:
             m.net.__class__ = _BF16Convs
             m.net.amp_device = device_type
+
+
+class _BF16Linear(nn.Linear):
+    """A linear layer under bf16 autocast with a float32 output (see ``_bf16_feature_layers``)."""
+
+    amp_device = "cpu"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.amp_device, dtype=torch.bfloat16):
+            return super().forward(x).float()
+
+
+class _BF16NoisyLinear(NoisyLinear):
+    """A noisy linear layer under bf16 autocast (the noisy weight is built in float32, then cast)."""
+
+    amp_device = "cpu"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.amp_device, dtype=torch.bfloat16):
+            return super().forward(x).float()
+
+
+def _bf16_feature_layers(net: nn.Module, device_type: str) -> None:
+    """Run every linear layer of ``net`` that reads a Nature CNN's flat features (in_features = its out_dim) under
+    bf16 autocast; as in ``_bf16_convs`` only the class changes (same parameters, state-dict keys and dtypes)."""
+    widths = {m.out_dim for m in net.modules() if isinstance(m, NatureCNN)}
+    for m in net.modules():
+        if type(m) in (nn.Linear, NoisyLinear) and m.in_features in widths:
+            m.__class__ = _BF16NoisyLinear if isinstance(m, NoisyLinear) else _BF16Linear
+            m.amp_device = device_type
 
 
 def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
