@@ -9,10 +9,11 @@ ordinary training run on citeulike-t with ``valid_frac`` 0.1 (split seed 0): the
 NDCG@50 only, and test is not evaluated at all unless ``--eval-test`` is given (issue 17: test is read once, for
 the chosen setting, by ``sdgar compare``). Runs go one after the other in this process (one thread by default: the
 machine is shared). A run whose folder holds ``result.json`` is reused, so stages can be added and the sweep
-resumed; an interrupted run (its config.json and a checkpoint, no result.json) is continued from its last epoch
-(exact resume), so one long run can be split over several pieces. Outputs in ``--out``: ``summary.csv`` (one row
-per run, sorted by validation NDCG@50) and ``curves.csv`` (validation NDCG@50 / Recall@20 at every evaluation,
-cumulative seconds, mean SNIS ESS and D / G seconds of that epoch when the model logs them).
+resumed; an interrupted run, or a shorter one of the same settings (more ``--epochs``), is continued from its last
+checkpoint (exact resume, see :func:`resumable`), so one long run can be split over several pieces. Outputs in
+``--out``: ``summary.csv`` (one row per run, sorted by validation NDCG@50) and ``curves.csv`` (validation NDCG@50 /
+Recall@20 at every evaluation, cumulative seconds, mean SNIS ESS and D / G seconds of that epoch when the model
+logs them).
 ``--model als`` gives the reference on the same split. Skips with a message when the data folder is absent.
 """
 
@@ -60,12 +61,21 @@ def run_name(model: str, sets: list[str]) -> str:
 
 
 def resumable(folder: Path, config_json: dict[str, Any]) -> bool:
-    """An interrupted run of the same config (config.json equal, a checkpoint, no result.json): continue it, so a
-    long run can be split into pieces (e.g. ``timeout -s INT 14m ...``, then the same command again)."""
+    """Continue the run in ``folder`` instead of starting over: an interrupted run of the same config (config.json
+    equal, a checkpoint), so a long run can be split into pieces (``timeout -s INT 14m ...``, then the same command
+    again), or a finished shorter run of the same config but fewer epochs that ended on an evaluation epoch
+    (``--epochs 20`` then ``--epochs 30``: the same run as 30 at once, since nothing before epoch 20 depends on the
+    total; exact resume)."""
     cfg, ckpts = folder / "config.json", folder / "checkpoints"
-    if (folder / "result.json").is_file() or not cfg.is_file() or not ckpts.is_dir() or not any(ckpts.glob("*.pt")):
+    if not cfg.is_file() or not ckpts.is_dir() or not any(ckpts.glob("ckpt-*.pt")):
         return False
-    return json.loads(cfg.read_text()) == config_json
+    old = json.loads(cfg.read_text())
+    if old == config_json:
+        return not (folder / "result.json").is_file()
+    old_epochs, new = old["train"]["epochs"], config_json["train"]
+    same = {**old, "train": {**old["train"], "epochs": new["epochs"]}} == config_json
+    return (same and old_epochs < new["epochs"] and old_epochs % new["eval_every"] == 0
+            and not config_json["model"].get("skip_last_gen_update", False))
 
 
 def curve_rows(name: str, folder: Path) -> pd.DataFrame:
@@ -127,6 +137,9 @@ def main() -> int:
             dataset = load_dataset(config.data)
         print(f"\n=== {name} ===" + ("  (resumed from its last checkpoint)" if resume else ""), flush=True)
         run_dir = RunDir.open(folder) if resume else RunDir.create(out, name)
+        if resume:  # an extended run: its config.json now says the new length
+            done.unlink(missing_ok=True)
+            run_dir.write_config(config_json)
         try:
             result = train(config, dataset, run_dir, resume=resume, echo=lambda s: print(s, flush=True))
         except KeyboardInterrupt:  # e.g. timeout -s INT: the last finished epoch's checkpoint is kept
