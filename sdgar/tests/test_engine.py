@@ -295,6 +295,42 @@ def test_generator_kernels_compute_the_reference_formulas_on_their_draws() -> No
             assert s_log[i, k] == pytest.approx(float(torch.logsumexp(h, 0) - math.log(s) + log_mass[k]), rel=1e-6)
 
 
+@pytest.mark.parametrize("temp, scale", [(0.5, 1.0), (0.01, 4.0)])
+def test_generator_item_step_over_tiles_and_user_blocks(temp: float, scale: float) -> None:
+    """Step 3 with several tiles, 64-item chunks (the last one partial) and 64-user blocks: on the replayed draws
+    (stream of chunk c, component by component, item by item) s_log is the reference logsumexp formula of spec §1.6.
+    T 0.01 with scores × 4 puts g/T − log ẑ beyond ±500, so those tiles take the log-space sum."""
+    torch.manual_seed(1)
+    n_users, n_items, n_comp, s, seed = 150, 300, 3, 4, 777
+    p, q, b = torch.randn(n_users, 8) * scale, torch.randn(n_items, 8), torch.randn(n_items) * 0.1
+    g = DecomposableGenerator(n_users, n_items, n_comp)
+    x32, y32 = g.x.float(), g.y.float()
+    log_z = np.random.default_rng(0).normal(size=n_users)
+    pi = AliasTables.build(g.x.T)
+    pi_pack = kernels.pack_alias(pi.prob.numpy(), pi.alias.numpy())
+    log_mass = torch.log(g.x.sum(0)).numpy()
+    s_log = np.empty((n_items, n_comp))
+    kernels.gen_item_step(p.numpy(), q.numpy(), b.numpy(), x32.numpy(), y32.numpy(), pi_pack, log_mass, log_z, s,
+                          temp, seed, s_log)
+    users = np.empty((n_items, n_comp, s), np.int64)
+    for c in range(0, n_items, 64):
+        state = _mix((seed * 0x9E3779B97F4A7C15 + c // 64 + 1) & _M64)
+        for k in range(n_comp):
+            for i in range(c, min(n_items, c + 64)):
+                for r in range(s):
+                    state, users[i, k, r] = _draw(state, pi_pack, k)
+    u = torch.from_numpy(users)
+    i = torch.arange(n_items).view(-1, 1, 1).expand_as(u)
+    gi = torch.nn.functional.softplus(((p[u] * q[i]).sum(-1) + b[i]).double())
+    lq = torch.log((x32[u] * y32[i]).sum(-1).double())
+    h = gi / temp + torch.log(gi) - lq - torch.from_numpy(log_z)[u]
+    ref = torch.logsumexp(h, 2) - math.log(s) + torch.from_numpy(log_mass)
+    if scale > 1:
+        assert float((gi / temp - torch.from_numpy(log_z)[u]).abs().max()) > 500  # the log-space path ran
+    # f is a float32 dot (summed in another order than torch's); at T 0.01 its rounding is × 100 in s_log
+    np.testing.assert_allclose(s_log, ref.numpy(), rtol=1e-6, atol=1e-7 / temp)
+
+
 def test_topk_kernel_masks_train_items_and_orders_scores() -> None:
     rng = np.random.default_rng(0)
     scores = rng.standard_normal((7, 50)).astype(np.float32)
