@@ -4,7 +4,8 @@
 components, the K item tables over M items, the K user tables over N users of the generator update) and draws
 from any of them in O(1): one uniform picks a bucket, a second one decides between the bucket and its alias.
 
-Tables are built exactly and without a Python loop over outcomes, by the prefix-sum form of the "sweep"
+On the CPU the tables are built by Vose's algorithm (:func:`sdgar.kernels.alias_build`, numba, rows in parallel).
+On CUDA they are built exactly and without a Python loop over outcomes, by the prefix-sum form of the "sweep"
 construction (Hübschle-Schneider & Sanders, *Parallel Weighted Random Sampling*, 2019): scale the weights to
 mean 1, lay the deficits 1 − w of the light outcomes (w < 1) and the excesses w − 1 of the heavy ones (w > 1)
 each on a line; a light bucket takes its alias from the heavy whose excess interval holds the start of its
@@ -41,6 +42,13 @@ class AliasTables:
         total = w.sum(1, keepdim=True)
         if (total <= 0).any():
             raise ValueError("every alias table needs a positive total weight")
+        if w.device.type == "cpu":  # numba Vose, parallel over tables (same distribution, other rounding)
+            from sdgar.kernels import alias_build
+
+            prob = torch.empty(n_tables, n, dtype=torch.float32)
+            alias = torch.empty(n_tables, n, dtype=torch.int32 if n_tables * n < 2**31 else torch.long)
+            alias_build(w.contiguous().numpy(), prob.numpy(), alias.numpy())
+            return cls(prob, alias)
         w = w * (n / total)  # mean 1
         light, heavy = w < 1.0, w > 1.0
         deficit = torch.where(light, 1.0 - w, 0.0)
