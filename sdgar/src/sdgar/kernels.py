@@ -783,16 +783,15 @@ def gen_item_step(P, Q, B, x, y, pi_pack, log_mass, log_z, n_samples, temperatur
         for bk in range(n_buckets):
             start[bk + 1] += start[bk]
         pos = start[:-1].copy()
-        r = 0
-        for k in range(kq):
-            for c in range(c0, c1):
-                for i in range(c * block, min(n_items, (c + 1) * block)):
-                    slot = (i - i0) * kq + k
-                    for _s in range(n_samples):
-                        u = users[r]
-                        order[pos[u >> 6]] = ((u & 63) << 24) | slot
-                        pos[u >> 6] += 1
-                        r += 1
+        ni = i1 - i0
+        for il in range(ni):  # item-major, so a bucket's records visit each item's rows once, in a row
+            for k in range(kq):
+                slot = il * kq + k
+                r = (k * ni + il) * n_samples  # where the draw loop put draw s of (k, item)
+                for s in range(n_samples):
+                    u = users[r + s]
+                    order[pos[u >> 6]] = ((u & 63) << 24) | slot
+                    pos[u >> 6] += 1
         nslot = (i1 - i0) * kq
         tot = np.zeros(nslot)
         f_b, q_b, lz_b, term = np.empty(_BATCH), np.empty(_BATCH), np.empty(_BATCH), np.empty(_BATCH)
