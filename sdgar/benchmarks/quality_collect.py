@@ -3,13 +3,13 @@
     python benchmarks/quality_collect.py runs/q17/als-citeulike runs/q17/sdgar-citeulike runs/q17/als-gowalla \\
         --final runs/q17/final-citeulike runs/q17/final-gowalla --out benchmarks/results
 
-Each folder is one sweep on one dataset (its name ends in ``-<data>``). Writes ``issue17_sweep_summary.csv`` (one
-row per setting tried, best validation NDCG@50 / Recall@20 and its epoch, sorted within each dataset and model)
-and ``issue17_sweep_curves.csv`` (every evaluation of every setting: validation metrics, cumulative seconds, mean
-SNIS ESS, D / G seconds). Test is not in these files: the sweeps never evaluate it. ``--final`` folders are
-``sdgar compare`` outputs (named ``<anything>-<data>``) of the chosen settings: every run's row goes to
-``issue17_test_runs.csv`` and each run's test curve (NDCG@50 / Recall@20 against training seconds, the
-time-to-quality data) to ``issue17_test_curves.csv``.
+Each folder is one sweep on one dataset (its name ends in ``-<data>``; the ``sweep`` column names it). Writes
+``issue17_sweep_summary.csv`` (one row per setting tried, best validation NDCG@50 / Recall@20 and its epoch, sorted
+within each dataset and model) and ``issue17_sweep_curves.csv`` (every evaluation of every setting: validation
+metrics, cumulative seconds, mean SNIS ESS, D / G seconds). Test is not in these files: the sweeps never evaluate
+it. ``--final`` folders are ``sdgar compare`` outputs (named ``<anything>-<data>``) of the chosen settings: every
+run's row goes to ``issue17_test_runs.csv`` and each run's test curve (NDCG@50 / Recall@20 against training
+seconds, the time-to-quality data) to ``issue17_test_curves.csv``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def main() -> int:
         data = sweep.name.rsplit("-", 1)[-1]
         for done in sorted(sweep.glob("*/result.json")):
             row = json.loads(done.read_text())["row"]
-            rows.append({"data": data, **row})
-            curves.append(curve_rows(row["run"], done.parent).assign(data=data))
+            rows.append({"data": data, **row, "sweep": sweep.as_posix()})
+            curves.append(curve_rows(row["run"], done.parent).assign(data=data, sweep=sweep.as_posix()))
     if not rows:
         print("no finished sweep runs found")
         return 1
