@@ -88,3 +88,34 @@ def test_cli_benchmark_scaling(tmp_path, optimizer: str) -> None:
     for col in ("sdgar_d_epoch_s", "sdgar_g_update_s", "irgan_d_epoch_s", "irgan_g_epoch_s", "d_ratio", "g_ratio"):
         assert (df[col] > 0).all()
     assert (tmp_path / "scaling.png").stat().st_size > 1000
+
+
+def test_run_compare_continues_an_interrupted_run(tmp_path, monkeypatch) -> None:
+    """A run stopped mid-way (Ctrl-C / timeout -s INT) keeps its last epoch's checkpoint; the same comparison again
+    continues it (exact resume) instead of starting over, and ends where an uninterrupted run ends."""
+    from sdgar.models.bpr import BPR
+
+    data = {"data": "synthetic", "synthetic_size": "tiny"}
+    kwargs = {"epochs": {"bpr": 6}, "train_overrides": {"eval_every": 2, "threads": 1}, "echo": lambda s: None}
+    whole = run_compare(data, ["bpr"], [0], tmp_path / "whole", **kwargs)
+    original, calls = BPR.train_epoch, []
+
+    def stop_at_epoch_4(self, *args, **kw):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(BPR, "train_epoch", stop_at_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(data, ["bpr"], [0], tmp_path / "split", **kwargs)
+    monkeypatch.setattr(BPR, "train_epoch", original)
+    assert not (tmp_path / "split" / "bpr-seed0" / "result.json").exists()
+    log: list[str] = []
+    split = run_compare(data, ["bpr"], [0], tmp_path / "split", **{**kwargs, "echo": log.append})
+    assert any("resuming its last checkpoint" in line for line in log)
+    assert not list((tmp_path / "split").glob("bpr-seed0.old-*"))  # continued in place, nothing moved aside
+    epochs = pd.read_csv(tmp_path / "split" / "bpr-seed0" / "metrics.csv")["epoch"].tolist()
+    assert epochs == [1, 2, 3, 4, 5, 6]
+    a, b = whole.runs.iloc[0], split.runs.iloc[0]
+    assert a["NDCG@50"] == pytest.approx(b["NDCG@50"], abs=1e-12) and a["Recall@20"] == b["Recall@20"]

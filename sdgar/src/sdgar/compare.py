@@ -11,7 +11,8 @@ validation split with ``--valid-frac``). Outputs in ``<out>/``:
 - ``ndcg50_vs_time.png``: test NDCG@50 at each evaluation against cumulative training time, one line per run.
 
 A finished run leaves ``result.json`` in its folder; running the same comparison again (or with more models or
-seeds) reuses every finished run whose configuration is unchanged, and starts unfinished ones over.
+seeds) reuses every finished run whose configuration is unchanged, and continues an interrupted one (same
+configuration, a checkpoint) from its last epoch; a run of another configuration is moved aside and started over.
 """
 
 from __future__ import annotations
@@ -95,12 +96,16 @@ def run_compare(data: dict[str, Any], models: Sequence[str], seeds: Sequence[int
             echo(f"\n=== {model}, seed {seed}: reusing the finished run in {folder} ===")
             row = json.loads(done.read_text())["row"]
         else:
-            echo(f"\n=== {model}, seed {seed} ===")
-            # an unfinished or different earlier run is moved aside to <folder>.old-<time>, never deleted
-            result = run_training(config, dataset, folder, force=True, echo=echo)
+            resume = unfinished(folder, config_json)
+            echo(f"\n=== {model}, seed {seed}" + (": resuming its last checkpoint" if resume else "") + " ===")
+            # a different earlier run is moved aside to <folder>.old-<time>, never deleted; an interrupted run of
+            # the same config continues from its last epoch (exact resume), so a long run can span several calls
+            result = run_training(config, dataset, folder, resume=resume, force=not resume, echo=echo)
             test_metrics = {k: v for k, v in result.best.items() if not k.startswith("valid_")}
+            m = pd.read_csv(folder / "metrics.csv")  # every epoch, those before a resume too
+            wall = float(m["epoch_seconds"].sum() + m.get("eval_seconds", 0).sum()) if resume else result.seconds
             row = {"model": model, "seed": seed, "best_epoch": result.best_epoch,
-                   "train_seconds": float(curve(folder)["train_seconds"].iloc[-1]), "wall_seconds": result.seconds,
+                   "train_seconds": float(curve(folder)["train_seconds"].iloc[-1]), "wall_seconds": wall,
                    **test_metrics}
             done.write_text(json.dumps({"config": config_json, "row": row}))
         curves[(model, seed)] = curve(folder)
@@ -117,6 +122,20 @@ def run_compare(data: dict[str, Any], models: Sequence[str], seeds: Sequence[int
     echo("\n" + table)
     echo(f"\nwrote {out / 'runs.csv'}, {out / 'summary.csv'}, {out / 'table.md'}, {out / 'ndcg50_vs_time.png'}")
     return CompareResult(runs, summary, target, table)
+
+
+def unfinished(folder: Path, config_json: dict[str, Any]) -> bool:
+    """``folder`` holds an interrupted run of this config (its config.json, a checkpoint, no result.json); the
+    device is left out of the comparison, since the run dir records the resolved one (``auto`` -> ``cpu``)."""
+    cfg = folder / "config.json"
+    if (folder / "result.json").is_file() or not cfg.is_file() or not any((folder / "checkpoints").glob("ckpt-*.pt")):
+        return False
+    old = json.loads(cfg.read_text())
+
+    def strip(c: dict[str, Any]) -> dict[str, Any]:
+        return {**c, "train": {k: v for k, v in c.get("train", {}).items() if k != "device"}}
+
+    return strip(old) == strip(config_json)
 
 
 def default_target(runs: pd.DataFrame) -> tuple[float, str]:
