@@ -91,14 +91,13 @@ def test_best_preset_keeps_the_official_presets_and_keeps_the_last_epoch() -> No
     assert best.train.keep == "last"  # the run length was chosen on validation: test never selects an epoch
     assert (best.model.dis_emb_dim, best.model.engine) == (128, "fast") and best.model.dis_sample_num > 50
     assert make_config("als", "best", {"data": "citeulike"}).train.epochs == 5  # ALS's own tuned iterations
-    # Gowalla's own validation choices (per_data) replace those values on Gowalla only; the rest stays best's
+    # Gowalla's own validation choice for ALS (per_data) replaces best's ALS on Gowalla only; SD-GAR stays best's
     gowalla = make_config("sdgar", "best", {"data": "gowalla"})
-    assert (best.model.dis_lambda, gowalla.model.dis_lambda) == (0.05, 0.01)
-    assert (gowalla.model.dis_sample_num, gowalla.train.keep) == (best.model.dis_sample_num, "last")
-    als = make_config("als", "best", {"data": "gowalla"})
-    assert (als.train.epochs, als.model.reg, als.model.factors) == (10, 30.0, 256)
-    assert make_config("sdgar", "best", {"data": "gowalla"}, model_overrides={"dis_lambda": 0.02}).model.dis_lambda \
-        == 0.02  # an explicit --set still wins
+    assert gowalla.model == best.model and gowalla.train == best.train
+    als, als_cite = make_config("als", "best", {"data": "gowalla"}), make_config("als", "best", {"data": "citeulike"})
+    assert (als.train.epochs, als.model.reg, als.model.alpha, als.model.factors) == (10, 30.0, 40.0, 256)
+    assert (als_cite.model.reg, als_cite.model.alpha) == (100.0, 100.0)
+    assert make_config("als", "best", {"data": "gowalla"}, model_overrides={"reg": 1.0}).model.reg == 1.0  # --set wins
     old = make_config("sdgar", "issue10", {"data": "citeulike"})
     assert old.train.eval_every == old.train.epochs
     assert (old.model.dis_emb_dim, old.model.dis_sample_num, old.model.optimizer) == (128, 50, "lazy_adam")
