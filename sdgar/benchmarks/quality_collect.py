@@ -75,13 +75,14 @@ def main() -> int:
         data = final.name.rsplit("-", 1)[-1]
         # every finished run's row (result.json), also those of an earlier compare call into the same folder
         table = pd.DataFrame([json.loads(p.read_text())["row"] for p in sorted(final.glob("*-seed*/result.json"))])
-        table = table.assign(data=data)
+        table = table.assign(data=data, final=final.as_posix())
         runs.append(table)
         for r in table.itertuples():
             m = pd.read_csv(final / f"{r.model}-seed{r.seed}" / "metrics.csv")
             m["train_seconds"] = m["epoch_seconds"].cumsum()
             m = m.dropna(subset=["NDCG@50"])
-            test_curves.append(pd.DataFrame({"data": data, "model": r.model, "seed": r.seed, "epoch": m["epoch"],
+            test_curves.append(pd.DataFrame({"data": data, "final": final.as_posix(), "model": r.model,
+                                             "seed": r.seed, "epoch": m["epoch"],
                                              "train_seconds": m["train_seconds"], "test_NDCG@50": m["NDCG@50"],
                                              "test_Recall@20": m["Recall@20"]}))
     if runs:
