@@ -28,7 +28,8 @@ import torch
 from sdgar.models.base import Recommender, TrainData
 from sdgar.sampling import sample_rejecting, uniform_items
 
-Progress = Callable[[int, float], None]  # (rows done since the last call, running mean loss)
+# (rows done since the last call, running mean loss); 0 rows before the first: set-up done, timing starts
+Progress = Callable[[int, float], None]
 ENGINES = ("torch", "fast")
 FAST_OPTIMIZERS = ("sgd", "adagrad", "rowwise_adagrad")  # codes 0, 1, 2 of the kernels' ``opt``
 
@@ -134,6 +135,8 @@ class SampledNegativeEngine(Recommender):
             order = order.to(next(iter(rows.values())).device)
         sums: dict[str, Any] = {"loss": 0.0}
         n_batches, since = 0, 0
+        if self.progress_cb is not None:  # set-up done (draws, a generator update): the bar times the pass from here
+            self.progress_cb(0, float("nan"))
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             batch = {k: v[idx] for k, v in rows.items()}
@@ -214,6 +217,12 @@ class SampledNegativeEngine(Recommender):
         step = max(min_piece, -(-n // pieces) // kernels.CHUNK * kernels.CHUNK)
         total = np.zeros(n_stats)
         chunk0 = 0
+        # compile the kernel (numba JIT, or its on-disk cache) on an empty slice before any row runs, and tell the
+        # progress bar (a report of 0 rows): its measured rate then starts after the compilation, which on a fresh
+        # machine costs seconds and would inflate the run's first time estimate by that times the epoch count
+        kernel(users[:0], items[:0], seed, chunk0, np.zeros((0, n_stats)))
+        if self.progress_cb is not None:
+            self.progress_cb(0, float("nan"))
         for start in range(0, n, step):
             part = order[start:start + step]
             n_chunks = -(-len(part) // kernels.CHUNK)

@@ -107,16 +107,22 @@ class RunProgress:
         self.t0 = time.perf_counter()
         self.t_epoch = self.t0
         self.announced = False
+        self.setup_s = 0.0  # seconds of the current epoch before its first row (reported by a 0-row call)
         self.remaining_epochs = epochs - start_epoch
 
     def write(self, text: str) -> None:
         (self.echo if self.bar.disable else self.bar.write)(text)
 
     def start_epoch(self) -> None:
-        self.epoch_rows = 0
+        self.epoch_rows, self.setup_s = 0, 0.0
         self.t_epoch = time.perf_counter()
 
     def report(self, rows: int, loss: float) -> None:
+        if not rows:  # the epoch's set-up (draws, generator update, kernel compilation) is done: time the pass
+            if not self.epoch_rows:
+                now = time.perf_counter()
+                self.setup_s, self.t_epoch = now - self.t_epoch, now
+            return
         self.epoch_rows += rows
         frac = min(self.epoch_rows / self.rows_per_epoch, 0.999)
         self.bar.n = math.floor(self.bar.n) + frac
@@ -138,8 +144,10 @@ class RunProgress:
         if first:
             took = time.perf_counter() - self.t_epoch
             left = self.epochs - epoch
-            self.write(f"first epoch took {_fmt_seconds(took)}: the remaining {left} epochs take about "
-                       f"{_fmt_seconds(took * left)} at this rate (plus evaluations)")
+            setup = (f" ({_fmt_seconds(self.setup_s)} of it before the pass: draws, generator update, compilation)"
+                     if self.setup_s >= 1.0 else "")
+            self.write(f"first epoch took {_fmt_seconds(self.setup_s + took)}{setup}: the remaining {left} passes "
+                       f"take about {_fmt_seconds(took * left)} at this rate (plus generator updates and evaluations)")
 
     def close(self) -> None:
         self.bar.close()
