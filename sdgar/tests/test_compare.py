@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from neurips20_common import UserError
 
 from sdgar.cli import main
-from sdgar.compare import default_target, improvement, parse_epochs, run_compare, summarize, time_to
+from sdgar.compare import default_target, improvement, parse_epochs, run_compare, same_run, summarize, time_to
 
 
 def test_parse_epochs() -> None:
@@ -119,3 +119,13 @@ def test_run_compare_continues_an_interrupted_run(tmp_path, monkeypatch) -> None
     assert epochs == [1, 2, 3, 4, 5, 6]
     a, b = whole.runs.iloc[0], split.runs.iloc[0]
     assert a["NDCG@50"] == pytest.approx(b["NDCG@50"], abs=1e-12) and a["Recall@20"] == b["Recall@20"]
+
+
+def test_same_run_ignores_what_loading_and_resolving_fill_in() -> None:
+    a = {"data": {"data": "gowalla", "valid_frac": None}, "train": {"device": "auto", "seed": 0}, "model": {"d": 1}}
+    b = {"data": {"data": "gowalla", "valid_frac": 0.0}, "train": {"device": "auto", "seed": 0}, "model": {"d": 1}}
+    assert same_run(a, b)  # load_dataset sets valid_frac on the config it was given only
+    assert not same_run(a, {**b, "model": {"d": 2}})
+    assert not same_run(a, {**b, "data": {"data": "gowalla", "valid_frac": 0.1}})
+    cpu = {**b, "train": {"device": "cpu", "seed": 0}}
+    assert not same_run(a, cpu) and same_run(a, cpu, ignore_device=True)

@@ -92,7 +92,7 @@ def run_compare(data: dict[str, Any], models: Sequence[str], seeds: Sequence[int
         folder = out / f"{model}-seed{seed}"
         done = folder / "result.json"
         config_json = json.loads(json.dumps(config.to_dict()))
-        if done.is_file() and json.loads(done.read_text()).get("config") == config_json:
+        if done.is_file() and same_run(json.loads(done.read_text()).get("config") or {}, config_json):
             echo(f"\n=== {model}, seed {seed}: reusing the finished run in {folder} ===")
             row = json.loads(done.read_text())["row"]
         else:
@@ -130,12 +130,19 @@ def unfinished(folder: Path, config_json: dict[str, Any]) -> bool:
     cfg = folder / "config.json"
     if (folder / "result.json").is_file() or not cfg.is_file() or not any((folder / "checkpoints").glob("ckpt-*.pt")):
         return False
-    old = json.loads(cfg.read_text())
+    return same_run(json.loads(cfg.read_text()), config_json, ignore_device=True)
 
-    def strip(c: dict[str, Any]) -> dict[str, Any]:
-        return {**c, "train": {k: v for k, v in c.get("train", {}).items() if k != "device"}}
 
-    return strip(old) == strip(config_json)
+def same_run(a: dict[str, Any], b: dict[str, Any], ignore_device: bool = False) -> bool:
+    """Two run configs (``RunConfig.to_dict`` as JSON) describe the same run. ``data.valid_frac`` None and 0.0 are
+    the same (loading the data fills None in, on whichever config it was loaded with); ``ignore_device``: the run
+    dir's config.json records the resolved device (``auto`` -> ``cpu``)."""
+    def norm(c: dict[str, Any]) -> dict[str, Any]:
+        data = {**c.get("data", {}), "valid_frac": c.get("data", {}).get("valid_frac") or 0.0}
+        train = {k: v for k, v in c.get("train", {}).items() if not (ignore_device and k == "device")}
+        return {**c, "data": data, "train": train}
+
+    return norm(a) == norm(b)
 
 
 def default_target(runs: pd.DataFrame) -> tuple[float, str]:
