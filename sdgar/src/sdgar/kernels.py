@@ -816,7 +816,7 @@ def gen_item_step(P, Q, B, x, y, pi_pack, log_mass, log_z, n_samples, temperatur
                     lz_b[e] = log_z[u]
                 for e in range(n):  # call-free: vectorises
                     f = f_b[e]
-                    g = max(f, 0.0) + _log1p01(_exp(-abs(f)))
+                    g = max(f, 0.0) + _log1p01(_exp(-min(abs(f), 700.0)))  # softplus; _exp holds for |x| ≤ 700
                     a = g * inv_t - lz_b[e]
                     n_out += np.int64(not abs(a) <= _EXP_RANGE)  # an integer count vectorises; min/max did not
                     term[e] = g / q_b[e] * _exp(a)
