@@ -277,6 +277,19 @@ def _draw(state: int, table: np.ndarray, t: int) -> tuple[int, int]:  # kernels.
     return state, b if (r & 0xFFFFFFFF) < (e >> 31) else e & 0x7FFFFFFF
 
 
+def _item_step(p: torch.Tensor, q: torch.Tensor, b: torch.Tensor, g: DecomposableGenerator, log_z: np.ndarray,
+               s: int, temp: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 3 (``kernels.gen_item_step``) on the generator's x / y: s_log, the packed π_k tables it drew from, and
+    log Σ_u x_uk."""
+    pi = AliasTables.build(g.x.T)
+    pi_pack = kernels.pack_alias(pi.prob.numpy(), pi.alias.numpy())
+    log_mass = torch.log(g.x.sum(0)).numpy()
+    s_log = np.empty(tuple(g.y.shape))
+    kernels.gen_item_step(p.numpy(), q.numpy(), b.numpy(), g.x.float().numpy(), g.y.float().numpy(), pi_pack,
+                          log_mass, log_z, s, temp, seed, s_log)
+    return s_log, pi_pack, log_mass
+
+
 def test_generator_kernels_compute_the_reference_formulas_on_their_draws() -> None:
     """Replaying the kernels' random streams in Python gives their exact draws; on those draws the reference
     formulas of spec §1.6 (steps 1–3, written here with torch in float64) must give the kernels' outputs."""
@@ -309,12 +322,7 @@ def test_generator_kernels_compute_the_reference_formulas_on_their_draws() -> No
         w = torch.exp(gval(u, j2) / temp - lz + torch.log(gval(u, j2)) - 2 * log_qv(u, j2))
         np.testing.assert_allclose(v[u], (w[:, None] * g.y[j2]).mean(0).numpy(), rtol=1e-5)
 
-    pi = AliasTables.build(g.x.T)
-    pi_pack = kernels.pack_alias(pi.prob.numpy(), pi.alias.numpy())
-    log_mass = torch.log(g.x.sum(0)).numpy()
-    s_log = np.empty((n_items, n_comp))
-    kernels.gen_item_step(p.numpy(), q.numpy(), b.numpy(), x32.numpy(), y32.numpy(), pi_pack, log_mass, log_z, s,
-                          temp, seed, s_log)
+    s_log, pi_pack, log_mass = _item_step(p, q, b, g, log_z, s, temp, seed)
     state = _mix((seed * 0x9E3779B97F4A7C15 + 0 + 1) & _M64)  # chunk 0 holds all items
     for k in range(n_comp):
         for i in range(n_items):
@@ -339,12 +347,7 @@ def test_generator_item_step_over_tiles_and_user_blocks(temp: float, scale: floa
     g = DecomposableGenerator(n_users, n_items, n_comp)
     x32, y32 = g.x.float(), g.y.float()
     log_z = np.random.default_rng(0).normal(size=n_users)
-    pi = AliasTables.build(g.x.T)
-    pi_pack = kernels.pack_alias(pi.prob.numpy(), pi.alias.numpy())
-    log_mass = torch.log(g.x.sum(0)).numpy()
-    s_log = np.empty((n_items, n_comp))
-    kernels.gen_item_step(p.numpy(), q.numpy(), b.numpy(), x32.numpy(), y32.numpy(), pi_pack, log_mass, log_z, s,
-                          temp, seed, s_log)
+    s_log, pi_pack, log_mass = _item_step(p, q, b, g, log_z, s, temp, seed)
     users = np.empty((n_items, n_comp, s), np.int64)
     for c in range(0, n_items, 64):
         state = _mix((seed * 0x9E3779B97F4A7C15 + c // 64 + 1) & _M64)
