@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from neurips20_common import UserError, capture_rng_state, restore_rng_state, seed_everything, select_device
+from neurips20_common import (
+    UserError,
+    capture_rng_state,
+    restore_rng_state,
+    seed_everything,
+    select_device,
+    torch_threads,
+)
 
 
 def _draw(gens):
@@ -47,3 +54,16 @@ def test_select_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA is not available"):
             select_device("cuda:0")
+
+
+def test_torch_threads_scopes_the_thread_count_and_restores_it() -> None:
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with torch_threads(other):
+        assert torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(other):
+        raise RuntimeError("restored on the way out too")
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before

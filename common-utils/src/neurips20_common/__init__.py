@@ -1,7 +1,7 @@
 """Shared, paper-agnostic helpers for the rd2, sdgar and sarigan packages."""
 
 from neurips20_common.checkpoint import CheckpointError, CheckpointManager, load_checkpoint, save_checkpoint
-from neurips20_common.device import select_device
+from neurips20_common.device import select_device, torch_threads
 from neurips20_common.errors import NonFiniteError, UserError
 from neurips20_common.guard import FiniteGuard, is_finite
 from neurips20_common.progress import progress
@@ -27,4 +27,5 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "select_device",
+    "torch_threads",
 ]

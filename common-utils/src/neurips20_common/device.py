@@ -1,6 +1,9 @@
-"""Device choice with a clear error when the asked device is not there."""
+"""Device choice with a clear error when the asked device is not there; a scoped torch CPU thread count."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -45,3 +48,18 @@ def select_device(spec: str | torch.device = "auto") -> torch.device:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count is ``n`` inside the block and what it was after it (``None`` or 0: unchanged).
+    For loops of tiny CPU ops, where a thread barrier per op costs more than the op on a busy machine."""
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from neurips20_common import torch_threads
 
 from sdgar.models.base import Recommender, TrainData
 from sdgar.sampling import sample_rejecting, uniform_items
@@ -113,51 +114,37 @@ class SampledNegativeEngine(Recommender):
                         prefix: str = "") -> dict[str, float]:
         """Shuffle the rows, step ``optimizer`` on ``loss_fn`` of every minibatch (the last partial one kept);
         mean loss and parts over the batches."""
-        threads = torch.get_num_threads()
         cpu = next(iter(rows.values())).device.type == "cpu"
-        if cpu and self.minibatch_threads:
-            torch.set_num_threads(self.minibatch_threads)
-        try:
-            return self._minibatch_loop(rows, loss_fn, optimizer, batch_size, gen, after_step, prefix)
-        finally:
-            if cpu and self.minibatch_threads:
-                torch.set_num_threads(threads)
-
-    def _minibatch_loop(self, rows: dict[str, torch.Tensor],
-                        loss_fn: Callable[[dict[str, torch.Tensor], torch.Generator],
-                                          tuple[torch.Tensor, dict[str, torch.Tensor]]],
-                        optimizer: torch.optim.Optimizer, batch_size: int, gen: torch.Generator,
-                        after_step: Callable[[dict[str, torch.Tensor]], None] | None, prefix: str
-                        ) -> dict[str, float]:
-        n = next(iter(rows.values())).shape[0]
-        order = torch.randperm(n, generator=gen, device=gen.device)
-        if order.device != next(iter(rows.values())).device:
-            order = order.to(next(iter(rows.values())).device)
-        sums: dict[str, Any] = {"loss": 0.0}
-        n_batches, since = 0, 0
-        if self.progress_cb is not None:  # set-up done (draws, a generator update): the bar times the pass from here
-            self.progress_cb(0, float("nan"))
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            batch = {k: v[idx] for k, v in rows.items()}
-            with self.precision.autocast():
-                loss, parts = loss_fn(batch, gen)
-            self.precision.step(loss, optimizer)
-            if after_step is not None:
-                after_step(batch)
-            sums["loss"] += loss.detach()
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n_batches += 1
-            since += len(idx)
-            if self.progress_cb is not None and n_batches % self.report_every == 0:
-                mean = float(sums["loss"]) / n_batches
-                _check_finite(mean, n_batches)
-                self.progress_cb(since, mean)
-                since = 0
-        if self.progress_cb is not None and since:
-            self.progress_cb(since, float(sums["loss"]) / max(n_batches, 1))
-        return {prefix + k: float(v) / max(n_batches, 1) for k, v in sums.items()}
+        with torch_threads(self.minibatch_threads if cpu else None):
+            n = next(iter(rows.values())).shape[0]
+            order = torch.randperm(n, generator=gen, device=gen.device)
+            if order.device != next(iter(rows.values())).device:
+                order = order.to(next(iter(rows.values())).device)
+            sums: dict[str, Any] = {"loss": 0.0}
+            n_batches, since = 0, 0
+            if self.progress_cb is not None:  # set-up done (draws, a generator update): the bar times the pass
+                self.progress_cb(0, float("nan"))
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                batch = {k: v[idx] for k, v in rows.items()}
+                with self.precision.autocast():
+                    loss, parts = loss_fn(batch, gen)
+                self.precision.step(loss, optimizer)
+                if after_step is not None:
+                    after_step(batch)
+                sums["loss"] += loss.detach()
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n_batches += 1
+                since += len(idx)
+                if self.progress_cb is not None and n_batches % self.report_every == 0:
+                    mean = float(sums["loss"]) / n_batches
+                    _check_finite(mean, n_batches)
+                    self.progress_cb(since, mean)
+                    since = 0
+            if self.progress_cb is not None and since:
+                self.progress_cb(since, float(sums["loss"]) / max(n_batches, 1))
+            return {prefix + k: float(v) / max(n_batches, 1) for k, v in sums.items()}
 
     # -- checkpointed training state: the engine's optimizer, plus the fast engine's accumulators once they exist
     def extra_state_dict(self) -> dict[str, Any]:

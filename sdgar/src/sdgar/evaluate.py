@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
+from neurips20_common import torch_threads
 
 DEFAULT_CUTOFFS: tuple[int, ...] = (3, 5, 10, 20, 50)
 METRICS: tuple[str, ...] = ("P", "Recall", "NDCG", "MAP", "MRR", "Hit")
@@ -255,17 +256,12 @@ def evaluate(scorer: Scorer, train: sp.csr_matrix, test: sp.csr_matrix, cutoffs:
         n_test = torch.from_numpy(n_test_all[batch]).to(device)
         # the metrics are ~80 tiny ops per block: on the CPU one torch thread (as the engine's minibatch loop), since
         # a thread barrier per op on a busy box cost 1.17 vs 0.03 s per Gowalla evaluation (2 vs 1 thread, load 2.7)
-        threads = torch.get_num_threads()
-        if device.type == "cpu":
-            torch.set_num_threads(1)
-        try:
+        with torch_threads(1 if device.type == "cpu" else None):
             for name, value in ranking_metrics(hits, n_test, cutoffs).items():
                 if per_user:
                     parts.setdefault(name, []).append(value.cpu().numpy())
                 else:
                     sums[name] = sums.get(name, 0.0) + value.sum()
-        finally:
-            torch.set_num_threads(threads)
     if per_user:
         return {name: np.concatenate(v) for name, v in parts.items()}
     n = max(len(users), 1)
